@@ -1,0 +1,43 @@
+# The README's two commands are `make demo` and `make test`; each does all set-up itself.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint schemas serve stop clean
+
+setup: $(STAMP) system-bwrap
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+# Debian packages: bubblewrap is codex's sandbox; chromium drives the browser tests.
+.PHONY: system-bwrap system-chromium
+system-bwrap:
+	@scripts/ensure-debian-package bwrap bubblewrap
+
+system-chromium:
+	@scripts/ensure-debian-package chromium chromium
+
+demo: setup
+	$(BIN)/orchestrator demo
+
+test: setup system-chromium
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+	$(BIN)/orchestrator schemas export --check
+
+schemas: setup
+	$(BIN)/orchestrator schemas export
+
+clean:
+	rm -rf $(VENV) .runs out work .pytest_cache

@@ -1,0 +1,39 @@
+"""The typer application, its error handling, and the registration of every command group."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from orchestrator.exceptions import InvalidInputError, OrchestratorError
+
+from . import _core
+from ._console import err_console
+
+app = typer.Typer(
+    name="orchestrator",
+    help="Run teams of Codex coding agents as Prefect pipelines: plan, build, test, review.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+_core.register(app)
+
+EXIT_FAILURE, EXIT_BAD_INPUT = 1, 2
+
+
+def main() -> None:
+    """Console-script entry point: run the app, mapping our errors to exit codes.
+
+    Typer's standalone mode already maps usage errors to exit code 2 and ``--help``
+    to 0; what reaches us here are the errors our commands raise.
+    """
+    try:
+        app()
+    except InvalidInputError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(EXIT_BAD_INPUT)
+    except OrchestratorError as exc:
+        err_console.print(f"[red]failed:[/red] {exc}", highlight=False)
+        sys.exit(EXIT_FAILURE)

@@ -1,0 +1,181 @@
+"""Commands on task files, runs and schemas: validate, runs, show, schemas export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from orchestrator.exceptions import ManifestCorruptError, OrchestratorError
+from orchestrator.runstore import load_manifest
+from orchestrator.taskspec import load_task_spec, resolve_repo
+from orchestrator.workspace import Workspace
+from schemas import DOCUMENTS, render_schema, schema_path
+
+from ._console import console
+
+schemas_app = typer.Typer(help="The JSON Schema files of every document.", no_args_is_help=True)
+
+TaskArg = Annotated[Path, typer.Argument(help="Task spec file (YAML or JSON).", show_default=False)]
+RunArg = Annotated[str, typer.Argument(help="Run id, or <task-id>/<run-id>.", show_default=False)]
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(validate)
+    app.command()(runs)
+    app.command()(show)
+    app.add_typer(schemas_app, name="schemas")
+
+
+def validate(task: TaskArg) -> None:
+    """Check a task spec file; exit 2 with the file, field and reason when it is invalid."""
+    spec = load_task_spec(task)
+    repo = resolve_repo(spec, task)
+    subtasks = f"{len(spec.subtasks)} fixed subtasks" if spec.subtasks else "planner splits"
+    mode = "parallel" if spec.execution.parallel else "mcp"
+    console.print(f"[green]ok[/green] {task}: task '{spec.id}' ({subtasks}, mode {mode})")
+    console.print(f"   target repository: {repo}")
+
+
+def runs(
+    task_id: Annotated[
+        str | None, typer.Option("--task", help="Only runs of this task id.")
+    ] = None,
+) -> None:
+    """List the runs under .runs/ as a table, oldest first."""
+    workspace = Workspace.open()
+    refs = [r for r in workspace.store.list_runs() if task_id in (None, r.task_id)]
+    if not refs:
+        console.print(f"no runs under {workspace.store.root}")
+        return
+    table = Table("task", "run", "status", "mode", "phases", "sync", "updated (UTC)")
+    for ref in refs:
+        table.add_row(*_run_row(ref.task_id, ref.run_id, ref.manifest_path))
+    console.print(table)
+
+
+def _run_row(task_id: str, run_id: str, path: Path) -> list[str]:
+    try:
+        manifest = load_manifest(path)
+    except ManifestCorruptError:
+        return [task_id, run_id, "[red]corrupt manifest[/red]", "", "", "", ""]
+    phases = " ".join(
+        f"{name}:{getattr(manifest.phases, name).status.value}"
+        for name in ("plan", "build", "test", "review")
+    )
+    sync = manifest.sync.state.value if manifest.sync else "-"
+    return [
+        task_id,
+        run_id,
+        manifest.status.value,
+        manifest.mode.mode.value,
+        phases,
+        sync,
+        f"{manifest.updated_at:%Y-%m-%d %H:%M:%S}",
+    ]
+
+
+def show(
+    run: RunArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Show one run's manifest: status, phases, subtasks, approvals, artifacts."""
+    workspace = Workspace.open()
+    ref = workspace.store.find(run)
+    manifest = workspace.store.read(ref.task_id, ref.run_id)
+    if as_json:
+        console.print_json(manifest.model_dump_json())
+        return
+    console.print(f"[bold]{manifest.task_id}/{manifest.run_id}[/bold]  status: {manifest.status}")
+    if manifest.status_reason:
+        console.print(f"reason: {manifest.status_reason}")
+    console.print(f"mode: {manifest.mode.mode} ({manifest.mode.reason})  env: {manifest.env}")
+    console.print(f"manifest: {ref.manifest_path}")
+    console.print(_phase_table(manifest))
+    if manifest.approvals:
+        console.print(_approval_table(manifest))
+    if manifest.artifacts:
+        console.print(_artifact_table(manifest))
+    for error in manifest.errors:
+        console.print(
+            f"[red]error[/red] {error.phase or ''} {error.step_id or ''}: {error.message}"
+        )
+
+
+def _phase_table(manifest: object) -> Table:
+    from schemas import RunManifest
+
+    assert isinstance(manifest, RunManifest)
+    table = Table("phase", "step", "role", "status", "commands (exit)", "tokens", "ms")
+    for name in ("plan", "build", "test", "review"):
+        phase = getattr(manifest.phases, name)
+        if not phase.steps:
+            table.add_row(name, "", "", phase.status.value, "", "", "")
+        for step in phase.steps:
+            commands = ", ".join(f"{c.command[:40]} ({c.exit_code})" for c in step.commands)
+            table.add_row(
+                name,
+                step.id,
+                step.role.value,
+                step.status.value,
+                commands,
+                str(step.tokens.total_tokens),
+                str(step.duration_ms or ""),
+            )
+    return table
+
+
+def _approval_table(manifest: object) -> Table:
+    from schemas import RunManifest
+
+    assert isinstance(manifest, RunManifest)
+    table = Table("gate", "decision", "approver", "channel", "reason", "decided (UTC)")
+    for a in manifest.approvals:
+        table.add_row(
+            a.id,
+            a.decision.value if a.decision else "[yellow]waiting[/yellow]",
+            a.approver or "",
+            a.channel.value if a.channel else "",
+            a.reason or "",
+            f"{a.decided_at:%Y-%m-%d %H:%M:%S}" if a.decided_at else "",
+        )
+    return table
+
+
+def _artifact_table(manifest: object) -> Table:
+    from schemas import RunManifest
+
+    assert isinstance(manifest, RunManifest)
+    table = Table("artifact", "kind", "bytes", "sha256")
+    for artifact in manifest.artifacts:
+        table.add_row(artifact.name, artifact.kind, str(artifact.size), artifact.sha256[:16])
+    return table
+
+
+@schemas_app.command("export")
+def export_schemas(
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 if a committed file differs; write nothing.")
+    ] = False,
+) -> None:
+    """Generate schemas/*.schema.json from the models (or check them for drift)."""
+    drifted = []
+    for name in sorted(DOCUMENTS):
+        path, text = schema_path(name), render_schema(name)
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current == text:
+            continue
+        drifted.append(path)
+        if not check:
+            path.write_text(text, encoding="utf-8")
+    if check and drifted:
+        names = ", ".join(p.name for p in drifted)
+        raise OrchestratorError(
+            f"schema files drift from the models: {names}; run 'orchestrator schemas export'"
+        )
+    verb = "differ" if check else "written"
+    console.print(
+        f"{len(DOCUMENTS)} schemas checked, {len(drifted)} {verb} ({schema_path('x').parent})"
+    )

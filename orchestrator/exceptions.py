@@ -1,0 +1,155 @@
+"""Every error the orchestrator raises on purpose.
+
+    OrchestratorError
+    ├── InvalidInputError (ValueError)          bad input: CLI exit code 2, nothing changed
+    │   ├── TaskSpecError                       a task file that does not parse or validate
+    │   ├── UnsafeIdError                       an id that could escape its folder
+    │   └── RunNotFoundError (LookupError)      no run with that id
+    ├── ManifestError                           a run folder's files
+    │   ├── ManifestCorruptError (ValueError)   a file on disk fails to parse or validate
+    │   └── LockTimeoutError (TimeoutError)     another process held the lock too long
+    ├── CredentialError                         Vault down, sealed, forbidden, missing path/key
+    ├── AgentError                              the codex MCP server or an agent's output
+    │   ├── AgentServerError                    the server died, failed to start, or said isError
+    │   ├── AgentTimeoutError (TimeoutError)    a call took longer than its deadline
+    │   └── AgentOutputError (ValueError)       structured output invalid after one repair
+    ├── ApprovalError                           a decision that cannot be taken
+    ├── SyncError                               the Runs API refused or could not be reached
+    └── RunFailedError                          a run ended failed (carries the reason)
+
+Every error carries structured fields and survives pickling (Prefect may pickle
+it between processes). Messages never contain secret values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _restore(
+    cls: type[OrchestratorError], message: str, state: dict[str, Any]
+) -> OrchestratorError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class OrchestratorError(Exception):
+    """Root of every orchestrator error."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (type(self), self.message, dict(self.__dict__)))
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInputError(OrchestratorError, ValueError):
+    """Input the user can fix; nothing was changed."""
+
+
+class TaskSpecError(InvalidInputError):
+    """A task file that cannot be used, naming the file and the field."""
+
+    def __init__(self, message: str, *, path: str, field: str | None = None) -> None:
+        where = f"{path}: field '{field}'" if field else path
+        super().__init__(f"{where}: {message}")
+        self.path = path
+        self.field = field
+        self.reason = message
+
+
+class UnsafeIdError(InvalidInputError):
+    def __init__(self, message: str, *, value: str) -> None:
+        super().__init__(message)
+        self.value = value
+
+
+class RunNotFoundError(InvalidInputError, LookupError):
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+class ManifestError(OrchestratorError):
+    """A problem with a run folder's files."""
+
+
+class ManifestCorruptError(ManifestError, ValueError):
+    """A file on disk that fails to parse or validate; it is left untouched."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(f"{path}: {message} (the file was left untouched)")
+        self.path = path
+        self.reason = message
+
+
+class LockTimeoutError(ManifestError, TimeoutError):
+    def __init__(self, message: str, *, path: str, timeout: float) -> None:
+        super().__init__(message)
+        self.path = path
+        self.timeout = timeout
+
+
+class CredentialError(OrchestratorError):
+    """Credentials could not be loaded; the message names the cause, never a value."""
+
+    def __init__(self, message: str, *, env: str | None = None, cause: str = "error") -> None:
+        super().__init__(message)
+        self.env = env
+        self.cause = cause
+
+
+class AgentError(OrchestratorError):
+    """The codex MCP server or an agent's answer."""
+
+    def __init__(self, message: str, *, role: str | None = None, tool: str | None = None) -> None:
+        super().__init__(message)
+        self.role = role
+        self.tool = tool
+
+
+class AgentServerError(AgentError):
+    """The server failed to start, died, or answered a call with an error."""
+
+
+class AgentTimeoutError(AgentError, TimeoutError):
+    """A call took longer than its deadline."""
+
+
+class AgentOutputError(AgentError, ValueError):
+    """The agent's structured output was invalid even after one repair request."""
+
+
+class ApprovalError(OrchestratorError):
+    """An approval that cannot be given: not waiting, unknown, or already decided."""
+
+    def __init__(self, message: str, *, run_id: str | None = None, gate: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.gate = gate
+
+
+class SyncError(OrchestratorError):
+    """The Runs API refused the import or could not be reached."""
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, retryable: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retryable = retryable
+
+
+class RunFailedError(OrchestratorError):
+    """A run ended failed; ``reason`` says why."""
+
+    def __init__(self, message: str, *, run_id: str, reason: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.reason = reason

@@ -1,0 +1,313 @@
+"""The run store: one folder per run under ``.runs/<task-id>/<run-id>/``.
+
+``manifest.json`` is validated (pydantic and the committed JSON Schema) and
+redacted on every write and read, written atomically (temp file, fsync, rename)
+under a file lock, and every change is one line in the audit log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+from pydantic import ValidationError
+
+from schemas import ArtifactRecord, RunManifest, check_safe_id, schema_errors, utc_now
+
+from .audit import AuditLog
+from .exceptions import (
+    InvalidInputError,
+    LockTimeoutError,
+    ManifestCorruptError,
+    RunNotFoundError,
+    UnsafeIdError,
+)
+from .redaction import Redactor, get_redactor
+
+MANIFEST_NAME = "manifest.json"
+LOCK_SUFFIX = ".lock"
+
+Mutation = Callable[[RunManifest], None]
+
+
+def new_run_id() -> str:
+    """A run id: UTC timestamp plus a short random suffix, e.g. ``20261124T130758Z-3f9a1c``."""
+    return f"{utc_now():%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def safe_id(value: str, *, what: str) -> str:
+    """``value`` if it is a safe id, else :class:`UnsafeIdError` naming ``what``."""
+    try:
+        return check_safe_id(value)
+    except ValueError as exc:
+        raise UnsafeIdError(f"invalid {what}: {exc}", value=value) from None
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """Where one run lives."""
+
+    task_id: str
+    run_id: str
+    path: Path
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST_NAME
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old or the new file, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class RunStore:
+    """Creates, reads, updates and lists runs under ``root`` (usually ``.runs``)."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        audit: AuditLog,
+        redactor: Redactor | None = None,
+        lock_timeout: float = 60.0,
+    ) -> None:
+        self.root = Path(root)
+        self.audit = audit
+        self._redactor = redactor
+        self.lock_timeout = lock_timeout
+
+    @property
+    def redactor(self) -> Redactor:
+        return self._redactor or get_redactor()
+
+    # -- locating ------------------------------------------------------------------
+
+    def ref(self, task_id: str, run_id: str) -> RunRef:
+        """The folder of a run; ids are checked so no path can escape ``root``."""
+        task_id = safe_id(task_id, what="task id")
+        run_id = safe_id(run_id, what="run id")
+        return RunRef(task_id, run_id, self.root / task_id / run_id)
+
+    def find(self, run: str) -> RunRef:
+        """Look a run up by ``<run-id>`` or ``<task-id>/<run-id>``."""
+        if "/" in run:
+            task_id, _, run_id = run.partition("/")
+            ref = self.ref(task_id, run_id)
+            if not ref.manifest_path.exists():
+                raise RunNotFoundError(f"no run {run!r} under {self.root}", run_id=run)
+            return ref
+        run_id = safe_id(run, what="run id")
+        matches = sorted(self.root.glob(f"*/{run_id}/{MANIFEST_NAME}"))
+        if not matches:
+            raise RunNotFoundError(f"no run {run_id!r} under {self.root}", run_id=run_id)
+        if len(matches) > 1:
+            tasks = ", ".join(m.parent.parent.name for m in matches)
+            raise InvalidInputError(f"run id {run_id!r} is ambiguous (tasks: {tasks})")
+        return self.ref(matches[0].parent.parent.name, run_id)
+
+    def list_runs(self) -> list[RunRef]:
+        """Every run folder with a manifest, oldest run id first."""
+        refs = [
+            RunRef(p.parent.parent.name, p.parent.name, p.parent)
+            for p in self.root.glob(f"*/*/{MANIFEST_NAME}")
+        ]
+        return sorted(refs, key=lambda r: (r.run_id, r.task_id))
+
+    # -- manifest ------------------------------------------------------------------
+
+    def create(self, manifest: RunManifest, *, actor: str | None = None) -> RunRef:
+        """Write the first manifest of a new run; refuses to overwrite an existing run."""
+        ref = self.ref(manifest.task_id, manifest.run_id)
+        ref.path.mkdir(parents=True, exist_ok=True)
+        with self._locked(ref):
+            if ref.manifest_path.exists():
+                raise InvalidInputError(f"run {ref.task_id}/{ref.run_id} already exists")
+            written = self._write(ref, manifest)
+            self.audit.append(
+                "manifest.created",
+                task_id=ref.task_id,
+                run_id=ref.run_id,
+                actor=actor,
+                status=written.status.value,
+            )
+        return ref
+
+    def read(self, task_id: str, run_id: str) -> RunManifest:
+        """The manifest, validated; :class:`ManifestCorruptError` when it is not valid."""
+        ref = self.ref(task_id, run_id)
+        if not ref.manifest_path.exists():
+            raise RunNotFoundError(f"no run {task_id}/{run_id} under {self.root}", run_id=run_id)
+        return load_manifest(ref.manifest_path)
+
+    def update(
+        self,
+        task_id: str,
+        run_id: str,
+        mutate: Mutation,
+        *,
+        event: str = "manifest.updated",
+        actor: str | None = None,
+        **detail: Any,
+    ) -> RunManifest:
+        """Read, change and write the manifest under its lock; no concurrent update is lost.
+
+        ``mutate`` changes the manifest in place. One audit line records the event,
+        the fields that changed and ``detail``.
+        """
+        ref = self.ref(task_id, run_id)
+        with self._locked(ref):
+            before = self.read(task_id, run_id)
+            after = before.model_copy(deep=True)
+            mutate(after)
+            after.updated_at = utc_now()
+            written = self._write(ref, after)
+            changed = _changed_fields(before, written)
+            self.audit.append(
+                event, task_id=task_id, run_id=run_id, actor=actor, changed=changed, **detail
+            )
+        return written
+
+    # -- artifacts -----------------------------------------------------------------
+
+    def write_artifact(
+        self,
+        task_id: str,
+        run_id: str,
+        name: str,
+        content: bytes | str,
+        *,
+        kind: str = "file",
+        step_id: str | None = None,
+        actor: str | None = None,
+    ) -> ArtifactRecord:
+        """Write a file under the run folder and record its sha256 and size.
+
+        Text is redacted before it is written. Writing the same name again replaces
+        the file and its record.
+        """
+        ref = self.ref(task_id, run_id)
+        path = self.artifact_path(ref, name)
+        data = self.redactor.redact(content).encode() if isinstance(content, str) else content
+        record = ArtifactRecord(
+            name=name,
+            kind=kind,
+            sha256=sha256_bytes(data),
+            size=len(data),
+            step_id=step_id,
+            created_at=utc_now(),
+        )
+        atomic_write(path, data)
+
+        def add(manifest: RunManifest) -> None:
+            manifest.artifacts = [a for a in manifest.artifacts if a.name != name] + [record]
+
+        self.update(task_id, run_id, add, event="artifact.written", actor=actor, artifact=name)
+        return record
+
+    def artifact_path(self, ref: RunRef, name: str) -> Path:
+        """The path of artifact ``name``; each level must be a safe id."""
+        parts = name.split("/")
+        for part in parts:
+            safe_id(part, what="artifact name")
+        if parts[-1] == MANIFEST_NAME and len(parts) == 1:
+            raise InvalidInputError("an artifact cannot be named manifest.json")
+        return ref.path.joinpath(*parts)
+
+    def artifact_intact(self, task_id: str, run_id: str, record: ArtifactRecord) -> bool:
+        """True when the artifact's file exists with the recorded sha256."""
+        path = self.artifact_path(self.ref(task_id, run_id), record.name)
+        return path.is_file() and sha256_file(path) == record.sha256
+
+    # -- internals -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self, ref: RunRef) -> Iterator[None]:
+        lock_path = str(ref.manifest_path) + LOCK_SUFFIX
+        try:
+            with FileLock(lock_path, timeout=self.lock_timeout):
+                yield
+        except Timeout as exc:
+            raise LockTimeoutError(
+                f"could not lock {ref.manifest_path} within {self.lock_timeout}s",
+                path=str(ref.manifest_path),
+                timeout=self.lock_timeout,
+            ) from exc
+
+    def _write(self, ref: RunRef, manifest: RunManifest) -> RunManifest:
+        data = self.redactor.redact_data(manifest.model_dump(mode="json"))
+        error = schema_errors("run-manifest", data)
+        if error:
+            raise InvalidInputError(f"refusing to write an invalid manifest: {error}")
+        written = RunManifest.model_validate(data)
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        atomic_write(ref.manifest_path, text.encode())
+        return written
+
+
+def load_manifest(path: Path) -> RunManifest:
+    """Parse and validate a manifest file; never changes it."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestCorruptError(f"manifest is not valid JSON ({exc})", path=str(path)) from None
+    error = schema_errors("run-manifest", data)
+    if error:
+        raise ManifestCorruptError(f"manifest does not match its schema: {error}", path=str(path))
+    try:
+        return RunManifest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ManifestCorruptError(
+            f"invalid manifest: {where}: {first['msg']}", path=str(path)
+        ) from None
+
+
+def _changed_fields(before: RunManifest, after: RunManifest) -> list[str]:
+    return [
+        name
+        for name in type(after).model_fields
+        if name != "updated_at" and getattr(before, name) != getattr(after, name)
+    ]

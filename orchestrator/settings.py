@@ -1,0 +1,36 @@
+"""Settings read once at the edge (environment variables ``ORCHESTRATOR_*``) and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas import SafeId
+
+
+class Settings(BaseSettings):
+    """Where run data lands and which environment's credentials and policies apply."""
+
+    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore")
+
+    home: Path = Field(
+        default_factory=Path.cwd,
+        description="Folder holding .runs/, out/ and work/ (default: the current folder).",
+    )
+    env: SafeId = Field(default="dev", description="Environment: selects Vault path and policy.")
+    lock_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for a lock.")
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / ".runs"
+
+    @property
+    def out_dir(self) -> Path:
+        return self.home / "out"
+
+    @property
+    def work_dir(self) -> Path:
+        """Worktrees of running subtasks."""
+        return self.home / "work"

@@ -1,0 +1,101 @@
+"""Pydantic models of every document that crosses a boundary, and their JSON Schemas.
+
+This package imports nothing else of ours.
+"""
+
+from ._base import SAFE_ID_PATTERN, SafeId, Sha256, StrictModel, check_safe_id, utc_now
+from .approval import Approval, ApprovalDecision, Channel, Decision, Gate
+from .audit import AuditEvent
+from .documents import DOCUMENTS, generate_schema, render_schema, schema_errors, schema_path
+from .library import LibraryEntry, LibraryKind
+from .manifest import (
+    MANIFEST_SCHEMA_VERSION,
+    AgentRole,
+    AgentStep,
+    ApprovalPolicy,
+    ArtifactRecord,
+    CommandRecord,
+    ErrorRecord,
+    ExecutionMode,
+    ModeDecision,
+    PatchRecord,
+    PhaseName,
+    PhaseRecord,
+    Phases,
+    RunManifest,
+    RunResult,
+    RunStatus,
+    StepStatus,
+    SubtaskRecord,
+    TaskSnapshot,
+    TokenUsage,
+)
+from .outputs import BuildReport, Plan, ReviewVerdict, TestReport, Verdict
+from .sync import SyncRecord, SyncState
+from .task import (
+    ApprovalSettings,
+    CommandPolicy,
+    ExecutionSettings,
+    GateMode,
+    GateTimeouts,
+    SubtaskSpec,
+    TargetRepo,
+    TaskSpec,
+)
+
+__all__ = [
+    "DOCUMENTS",
+    "MANIFEST_SCHEMA_VERSION",
+    "SAFE_ID_PATTERN",
+    "AgentRole",
+    "AgentStep",
+    "Approval",
+    "ApprovalDecision",
+    "ApprovalPolicy",
+    "ApprovalSettings",
+    "ArtifactRecord",
+    "AuditEvent",
+    "BuildReport",
+    "Channel",
+    "CommandPolicy",
+    "CommandRecord",
+    "Decision",
+    "ErrorRecord",
+    "ExecutionMode",
+    "ExecutionSettings",
+    "Gate",
+    "GateMode",
+    "GateTimeouts",
+    "LibraryEntry",
+    "LibraryKind",
+    "ModeDecision",
+    "PatchRecord",
+    "PhaseName",
+    "PhaseRecord",
+    "Phases",
+    "Plan",
+    "ReviewVerdict",
+    "RunManifest",
+    "RunResult",
+    "RunStatus",
+    "SafeId",
+    "Sha256",
+    "StepStatus",
+    "StrictModel",
+    "SubtaskRecord",
+    "SubtaskSpec",
+    "SyncRecord",
+    "SyncState",
+    "TargetRepo",
+    "TaskSnapshot",
+    "TaskSpec",
+    "TestReport",
+    "TokenUsage",
+    "Verdict",
+    "check_safe_id",
+    "generate_schema",
+    "render_schema",
+    "schema_errors",
+    "schema_path",
+    "utc_now",
+]

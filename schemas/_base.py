@@ -1,0 +1,47 @@
+"""Shared building blocks of every document: strict models, safe ids, hashes, UTC time."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+SAFE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_SAFE_ID = re.compile(SAFE_ID_PATTERN)
+
+
+def check_safe_id(value: str) -> str:
+    """Return ``value`` if it can name one directory level safely, else raise ``ValueError``.
+
+    Allowed: 1-64 characters of letters, digits, ``.``, ``_`` and ``-``, starting with a
+    letter or digit, and never containing ``..``; so no separators, no parent
+    references and no absolute paths.
+    """
+    if not _SAFE_ID.fullmatch(value) or ".." in value:
+        raise ValueError(
+            f"{value!r} is not a safe id: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, without '..' or path separators"
+        )
+    return value
+
+
+SafeId = Annotated[
+    str,
+    Field(pattern=SAFE_ID_PATTERN, max_length=64, description="A safe id: one path level."),
+    AfterValidator(check_safe_id),
+]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="Lowercase hex sha256.")]
+UtcDatetime = AwareDatetime
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class StrictModel(BaseModel):
+    """A document we define: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)

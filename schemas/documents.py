@@ -1,0 +1,76 @@
+"""The documents that cross a boundary, their JSON Schema files, and validation against them.
+
+The ``*.schema.json`` files next to this module are generated from the models by
+``orchestrator schemas export``; a test fails when they drift. Files are checked
+against them with jsonschema on read and on write, so a file written by another
+tool gets the same check as one written by us.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+from pydantic import BaseModel
+
+from .approval import Approval, ApprovalDecision
+from .audit import AuditEvent
+from .library import LibraryEntry
+from .manifest import RunManifest
+from .outputs import BuildReport, Plan, ReviewVerdict, TestReport
+from .sync import SyncRecord
+from .task import TaskSpec
+
+SCHEMA_DIR = Path(__file__).parent
+
+DOCUMENTS: dict[str, type[BaseModel]] = {
+    "approval": Approval,
+    "approval-decision": ApprovalDecision,
+    "audit-event": AuditEvent,
+    "build-report": BuildReport,
+    "library-entry": LibraryEntry,
+    "plan": Plan,
+    "review-verdict": ReviewVerdict,
+    "run-manifest": RunManifest,
+    "sync-record": SyncRecord,
+    "task-spec": TaskSpec,
+    "test-report": TestReport,
+}
+
+
+def schema_path(name: str) -> Path:
+    return SCHEMA_DIR / f"{name}.schema.json"
+
+
+def generate_schema(name: str) -> dict[str, Any]:
+    """The JSON Schema of document ``name``, generated from its model."""
+    model = DOCUMENTS[name]
+    schema = model.model_json_schema(mode="validation")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://codex-orchestrator.dev/schemas/{name}.schema.json",
+        **schema,
+    }
+
+
+def render_schema(name: str) -> str:
+    return json.dumps(generate_schema(name), indent=2, sort_keys=True) + "\n"
+
+
+@cache
+def _validator(name: str) -> Draft202012Validator:
+    schema = json.loads(schema_path(name).read_text(encoding="utf-8"))
+    return Draft202012Validator(schema)
+
+
+def schema_errors(name: str, data: Any) -> str | None:
+    """Check ``data`` against the committed schema file; the best error message, or None."""
+    error = best_match(_validator(name).iter_errors(data))
+    if error is None:
+        return None
+    where = "/".join(str(part) for part in error.absolute_path) or "(document)"
+    return f"{where}: {error.message}"

@@ -1,0 +1,243 @@
+"""The run manifest: everything one run did, as data (``.runs/<task>/<run>/manifest.json``)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field
+
+from ._base import SafeId, Sha256, StrictModel, UtcDatetime
+from .approval import Approval
+from .sync import SyncRecord
+from .task import CommandPolicy, GateMode, TaskSpec
+
+MANIFEST_SCHEMA_VERSION = 1
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+    @property
+    def finished(self) -> bool:
+        return self in {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.REJECTED}
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class PhaseName(StrEnum):
+    PLAN = "plan"
+    BUILD = "build"
+    TEST = "test"
+    REVIEW = "review"
+
+
+class AgentRole(StrEnum):
+    PLANNER = "planner"
+    BUILDER = "builder"
+    TESTER = "tester"
+    REVIEWER = "reviewer"
+
+
+class ExecutionMode(StrEnum):
+    MCP = "mcp"
+    PARALLEL = "parallel"
+
+
+class ModeDecision(StrictModel):
+    """The execution mode and why it was chosen."""
+
+    mode: ExecutionMode
+    reason: str
+
+
+class ApprovalPolicy(StrictModel):
+    """The gate settings in force for this run, after task and environment defaults."""
+
+    plan: GateMode
+    handover: GateMode
+    commands: CommandPolicy
+    plan_timeout_seconds: int = Field(ge=1)
+    handover_timeout_seconds: int = Field(ge=1)
+    command_timeout_seconds: int = Field(ge=1)
+    source: str = Field(description="Where the policy came from, e.g. 'env dev + task'.")
+
+
+class TaskSnapshot(StrictModel):
+    """The task spec as it was when the run started."""
+
+    path: str
+    sha256: Sha256
+    spec: TaskSpec
+    repo_path: str = Field(description="Absolute path of the target repository.")
+
+
+class CommandRecord(StrictModel):
+    """One command an agent ran, with its real exit code."""
+
+    command: str
+    cwd: str | None = None
+    exit_code: int | None = None
+    status: str | None = Field(default=None, description="codex's status, e.g. 'completed'.")
+    duration_ms: int | None = Field(default=None, ge=0)
+
+
+class PatchRecord(StrictModel):
+    """One patch an agent applied."""
+
+    files: list[str] = Field(default_factory=list)
+    success: bool
+
+
+class TokenUsage(StrictModel):
+    input_tokens: int = Field(default=0, ge=0)
+    cached_input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    reasoning_output_tokens: int = Field(default=0, ge=0)
+    total_tokens: int = Field(default=0, ge=0)
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        fields = type(self).model_fields
+        return TokenUsage(**{name: getattr(self, name) + getattr(other, name) for name in fields})
+
+
+class AgentStep(StrictModel):
+    """One agent call (one Prefect task): the unit that resume skips when done."""
+
+    id: SafeId = Field(
+        description="Unique in the run: 'plan', 'build-<subtask>', 'test', 'review'."
+    )
+    role: AgentRole
+    status: StepStatus = StepStatus.PENDING
+    attempt: int = Field(default=0, ge=0, description="Times this step was started.")
+    thread_id: str | None = None
+    task_run_id: str | None = Field(default=None, description="Prefect task run id.")
+    prompt_sha256: Sha256 | None = None
+    commands: list[CommandRecord] = Field(default_factory=list)
+    patches: list[PatchRecord] = Field(default_factory=list)
+    tokens: TokenUsage = Field(default_factory=TokenUsage)
+    output_artifact: str | None = Field(
+        default=None, description="Name of the artifact holding the step's result."
+    )
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
+    duration_ms: int | None = Field(default=None, ge=0)
+    error: str | None = None
+
+
+class PhaseRecord(StrictModel):
+    """One phase flow of the run."""
+
+    status: StepStatus = StepStatus.PENDING
+    flow_run_id: str | None = None
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
+    steps: list[AgentStep] = Field(default_factory=list)
+
+
+class Phases(StrictModel):
+    plan: PhaseRecord = Field(default_factory=PhaseRecord)
+    build: PhaseRecord = Field(default_factory=PhaseRecord)
+    test: PhaseRecord = Field(default_factory=PhaseRecord)
+    review: PhaseRecord = Field(default_factory=PhaseRecord)
+
+    def get(self, name: PhaseName) -> PhaseRecord:
+        phase: PhaseRecord = getattr(self, name.value)
+        return phase
+
+
+class SubtaskRecord(StrictModel):
+    """One subtask: one builder call in its own worktree and branch (the one-subtask rule)."""
+
+    id: SafeId
+    title: str
+    acceptance: list[str] = Field(default_factory=list)
+    files: list[str] = Field(default_factory=list)
+    status: StepStatus = StepStatus.PENDING
+    step_id: str | None = None
+    branch: str | None = None
+    worktree: str | None = None
+    commit: str | None = None
+    builder_calls: int = Field(default=0, ge=0, description="Builder calls made for it.")
+
+
+class ArtifactRecord(StrictModel):
+    """A file the run wrote, under its run folder."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", description="Path relative to the run folder."
+    )
+    kind: str = Field(default="file")
+    sha256: Sha256
+    size: int = Field(ge=0)
+    step_id: str | None = None
+    created_at: UtcDatetime
+
+
+class ErrorRecord(StrictModel):
+    at: UtcDatetime
+    phase: PhaseName | None = None
+    step_id: str | None = None
+    type: str
+    message: str
+
+
+class RunResult(StrictModel):
+    """What the run hands over."""
+
+    branch: str | None = None
+    commit: str | None = None
+    diff_stat: str = ""
+    tests_passed: bool | None = None
+    verdict: str | None = None
+
+
+class RunManifest(StrictModel):
+    """The record of one run."""
+
+    schema_version: Literal[1] = MANIFEST_SCHEMA_VERSION
+    task_id: SafeId
+    run_id: SafeId
+    env: SafeId
+    status: RunStatus = RunStatus.RUNNING
+    status_reason: str | None = None
+    flow_run_id: str | None = Field(default=None, description="The manager flow run's id.")
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+    finished_at: UtcDatetime | None = None
+    task: TaskSnapshot
+    mode: ModeDecision
+    approval_policy: ApprovalPolicy | None = None
+    phases: Phases = Field(default_factory=Phases)
+    subtasks: list[SubtaskRecord] = Field(default_factory=list)
+    approvals: list[Approval] = Field(default_factory=list)
+    artifacts: list[ArtifactRecord] = Field(default_factory=list)
+    sync: SyncRecord | None = None
+    errors: list[ErrorRecord] = Field(default_factory=list)
+    result: RunResult | None = None
+
+    def artifact(self, name: str) -> ArtifactRecord | None:
+        return next((a for a in self.artifacts if a.name == name), None)
+
+    def step(self, step_id: str) -> AgentStep | None:
+        for phase in PhaseName:
+            for step in self.phases.get(phase).steps:
+                if step.id == step_id:
+                    return step
+        return None
+
+    def approval(self, approval_id: str) -> Approval | None:
+        return next((a for a in self.approvals if a.id == approval_id), None)
+
+    def subtask(self, subtask_id: str) -> SubtaskRecord | None:
+        return next((s for s in self.subtasks if s.id == subtask_id), None)

@@ -1,0 +1,118 @@
+"""The task spec: what an engineer hands to the agent team (``tasks/<id>.yaml``)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ._base import SafeId, StrictModel
+
+
+class GateMode(StrEnum):
+    """How an approval gate is decided."""
+
+    REQUIRED = "required"
+    """A person decides, from the Prefect UI or the CLI."""
+    AUTO = "auto"
+    """The policy approves and the manifest records channel ``policy``."""
+
+
+class CommandPolicy(StrEnum):
+    """How codex's own exec/patch approval requests are answered."""
+
+    ALLOW_IN_WORKSPACE = "allow_in_workspace"
+    DENY = "deny"
+    ESCALATE = "escalate"
+
+
+class TargetRepo(StrictModel):
+    """The git repository the agents change."""
+
+    repo: str = Field(
+        description="Path of the target git repository, relative to the task file's folder "
+        "or absolute.",
+        min_length=1,
+    )
+    base_branch: str = Field(default="main", description="Branch the work starts from.")
+    test_command: str = Field(
+        default="python -m pytest -q",
+        description="Command the tester runs in the repository.",
+        min_length=1,
+    )
+
+
+class SubtaskSpec(StrictModel):
+    """One unit of work: exactly one builder call."""
+
+    id: SafeId
+    title: str = Field(min_length=1, max_length=200)
+    acceptance: list[str] = Field(default_factory=list, description="What must hold when done.")
+    files: list[str] = Field(default_factory=list, description="Files expected to change.")
+
+    @field_validator("files")
+    @classmethod
+    def _relative_files(cls, files: list[str]) -> list[str]:
+        for name in files:
+            if name.startswith("/") or ".." in name.split("/"):
+                raise ValueError(f"file {name!r} must be relative and stay inside the repository")
+        return files
+
+
+class ExecutionSettings(StrictModel):
+    """How the build phase runs its subtasks."""
+
+    parallel: bool = Field(default=False, description="Run subtasks concurrently.")
+    max_parallel: int = Field(default=4, ge=1, le=16, description="Concurrent builders at most.")
+
+
+class GateTimeouts(StrictModel):
+    """Seconds a gate waits for a person before it counts as rejected (reason ``timeout``)."""
+
+    plan: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
+    handover: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
+    command: int = Field(default=600, ge=1, le=24 * 3600)
+
+
+class ApprovalSettings(StrictModel):
+    """Per-task approval settings; unset values take the environment's default."""
+
+    plan: GateMode | None = Field(default=None, description="Approve the plan.")
+    handover: GateMode | None = Field(default=None, description="Approve the result hand-over.")
+    commands: CommandPolicy | None = Field(
+        default=None, description="Answer codex exec/patch approval requests."
+    )
+    timeouts: GateTimeouts = Field(default_factory=GateTimeouts)
+
+
+class TaskSpec(StrictModel):
+    """A coding task for the agent team."""
+
+    schema_version: Literal[1] = 1
+    id: SafeId
+    title: str = Field(min_length=1, max_length=200)
+    goal: str = Field(min_length=1, max_length=20_000, description="What the change must achieve.")
+    target: TargetRepo
+    subtasks: list[SubtaskSpec] | None = Field(
+        default=None, description="Fixed subtasks; leave out to let the planner split the goal."
+    )
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
+    approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    nightly: bool = Field(default=False, description="Run this task in the nightly deployment.")
+    labels: list[SafeId] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_subtask_ids(self) -> TaskSpec:
+        if self.subtasks is not None:
+            check_unique_ids([s.id for s in self.subtasks])
+        return self
+
+
+def check_unique_ids(ids: list[str]) -> None:
+    """Raise ``ValueError`` naming the first id that occurs twice."""
+    seen: set[str] = set()
+    for subtask_id in ids:
+        if subtask_id in seen:
+            raise ValueError(f"subtask id {subtask_id!r} occurs twice")
+        seen.add(subtask_id)
