@@ -12,7 +12,7 @@ import logging
 import re
 import threading
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 PLACEHOLDER = "***"
@@ -131,15 +131,28 @@ def uninstall_log_redaction() -> None:
 
 
 def _redact_record(record: logging.LogRecord, redactor: Redactor) -> None:
-    try:
-        message = record.getMessage()
-    except Exception:  # a bad format string must not lose the record
-        message = f"{record.msg!r} {record.args!r}"
-    record.msg = redactor.redact(message)
-    record.args = None
+    """Redact the message template and each argument, keeping the record's shape.
+
+    Formatters that read ``record.args`` themselves (uvicorn's access log) keep
+    working: string arguments are redacted in place, other objects are replaced by
+    their redacted ``str``; numbers and ``None`` stay as they are.
+    """
+    record.msg = redactor.redact(record.msg if isinstance(record.msg, str) else str(record.msg))
+    if isinstance(record.args, Mapping):
+        record.args = {key: _redact_arg(value, redactor) for key, value in record.args.items()}
+    elif record.args:
+        record.args = tuple(_redact_arg(value, redactor) for value in record.args)
     if record.exc_info and record.exc_info[0] is not None:
         text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
         record.exc_text = redactor.redact(text)
         record.exc_info = None
     if record.stack_info:
         record.stack_info = redactor.redact(record.stack_info)
+
+
+def _redact_arg(value: object, redactor: Redactor) -> object:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return redactor.redact(value)
+    return redactor.redact(repr(value) if isinstance(value, dict | list | tuple) else str(value))

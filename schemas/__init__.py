@@ -6,6 +6,14 @@ This package imports nothing else of ours.
 from ._base import SAFE_ID_PATTERN, SafeId, Sha256, StrictModel, check_safe_id, utc_now
 from .approval import Approval, ApprovalDecision, Channel, Decision, Gate
 from .audit import AuditEvent
+from .codex import (
+    REPLAY_MODEL,
+    ApprovalPolicyName,
+    CodexServerConfig,
+    ModelCatalogEntry,
+    ModelProvider,
+    SandboxMode,
+)
 from .documents import DOCUMENTS, generate_schema, render_schema, schema_errors, schema_path
 from .library import LibraryEntry, LibraryKind
 from .manifest import (
@@ -46,17 +54,20 @@ from .task import (
 __all__ = [
     "DOCUMENTS",
     "MANIFEST_SCHEMA_VERSION",
+    "REPLAY_MODEL",
     "SAFE_ID_PATTERN",
     "AgentRole",
     "AgentStep",
     "Approval",
     "ApprovalDecision",
     "ApprovalPolicy",
+    "ApprovalPolicyName",
     "ApprovalSettings",
     "ArtifactRecord",
     "AuditEvent",
     "BuildReport",
     "Channel",
+    "CodexServerConfig",
     "CommandPolicy",
     "CommandRecord",
     "Decision",
@@ -69,6 +80,8 @@ __all__ = [
     "LibraryEntry",
     "LibraryKind",
     "ModeDecision",
+    "ModelCatalogEntry",
+    "ModelProvider",
     "PatchRecord",
     "PhaseName",
     "PhaseRecord",
@@ -79,6 +92,7 @@ __all__ = [
     "RunResult",
     "RunStatus",
     "SafeId",
+    "SandboxMode",
     "Sha256",
     "StepStatus",
     "StrictModel",

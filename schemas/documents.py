@@ -13,12 +13,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 from pydantic import BaseModel
 
 from .approval import Approval, ApprovalDecision
 from .audit import AuditEvent
+from .codex import CodexServerConfig
 from .library import LibraryEntry
 from .manifest import RunManifest
 from .outputs import BuildReport, Plan, ReviewVerdict, TestReport
@@ -32,6 +34,7 @@ DOCUMENTS: dict[str, type[BaseModel]] = {
     "approval-decision": ApprovalDecision,
     "audit-event": AuditEvent,
     "build-report": BuildReport,
+    "codex-server-config": CodexServerConfig,
     "library-entry": LibraryEntry,
     "plan": Plan,
     "review-verdict": ReviewVerdict,
@@ -62,15 +65,31 @@ def render_schema(name: str) -> str:
 
 
 @cache
-def _validator(name: str) -> Draft202012Validator:
-    schema = json.loads(schema_path(name).read_text(encoding="utf-8"))
-    return Draft202012Validator(schema)
+def _committed_schema(name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(schema_path(name).read_text(encoding="utf-8"))
+    return schema
+
+
+@cache
+def _fast_validator(name: str) -> Any:
+    return jsonschema_rs.validator_for(_committed_schema(name))
 
 
 def schema_errors(name: str, data: Any) -> str | None:
-    """Check ``data`` against the committed schema file; the best error message, or None."""
-    error = best_match(_validator(name).iter_errors(data))
-    if error is None:
+    """Check ``data`` against the committed schema file; the best error message, or None.
+
+    jsonschema-rs makes the check (about 100x faster than pure Python on a large
+    manifest, and it runs on every read and write); on failure, jsonschema picks
+    the most relevant error for the message.
+    """
+    if _fast_validator(name).is_valid(data):
         return None
-    where = "/".join(str(part) for part in error.absolute_path) or "(document)"
-    return f"{where}: {error.message}"
+    error = best_match(Draft202012Validator(_committed_schema(name)).iter_errors(data))
+    if error is not None:
+        return f"{_where(error.absolute_path)}: {error.message}"
+    fast_error = next(iter(_fast_validator(name).iter_errors(data)))  # the validators disagree
+    return f"{_where(fast_error.instance_path)}: {fast_error.message}"
+
+
+def _where(path: Any) -> str:
+    return "/".join(str(part) for part in path) or "(document)"

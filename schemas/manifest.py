@@ -80,6 +80,9 @@ class TaskSnapshot(StrictModel):
     sha256: Sha256
     spec: TaskSpec
     repo_path: str = Field(description="Absolute path of the target repository.")
+    base_commit: str = Field(
+        pattern=r"^[0-9a-f]{40}$", description="The base branch's commit the run started from."
+    )
 
 
 class CommandRecord(StrictModel):
@@ -193,7 +196,7 @@ class ErrorRecord(StrictModel):
 
 
 class RunResult(StrictModel):
-    """What the run hands over."""
+    """What the run hands over: the result branch with every subtask merged."""
 
     branch: str | None = None
     commit: str | None = None

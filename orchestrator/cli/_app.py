@@ -8,7 +8,7 @@ import typer
 
 from orchestrator.exceptions import InvalidInputError, OrchestratorError
 
-from . import _core
+from . import _cloud, _core, _run
 from ._console import err_console
 
 app = typer.Typer(
@@ -19,6 +19,8 @@ app = typer.Typer(
     add_completion=False,
 )
 _core.register(app)
+_run.register(app)
+_cloud.register(app)
 
 EXIT_FAILURE, EXIT_BAD_INPUT = 1, 2
 

@@ -1,0 +1,132 @@
+"""Commands that run the pipeline: ``orchestrator run`` and ``orchestrator resume``.
+
+Both run the manager flow in this process, against the Prefect API named by
+PREFECT_API_URL or, without it, Prefect's ephemeral mode. Inputs are checked
+before Prefect starts, so a bad task file or target changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from orchestrator.exceptions import OrchestratorError, RunFailedError
+from orchestrator.gitops import check_target
+from orchestrator.runstore import RunRef
+from orchestrator.settings import Settings
+from orchestrator.taskspec import load_task_spec, resolve_repo
+from orchestrator.workspace import Workspace
+from schemas import RunManifest, RunStatus
+
+from ._console import console, err_console
+from ._core import RunArg, TaskArg
+
+DEFAULT_BLOCK = "default"
+
+EnvOption = Annotated[
+    str, typer.Option("--env", help="Environment: Vault secret path and approval policy.")
+]
+CodexBlock = Annotated[str, typer.Option(help="Codex server settings block name.")]
+VaultBlock = Annotated[str, typer.Option(help="Vault credentials block name.")]
+CloudBlock = Annotated[
+    str, typer.Option(help="Codex Cloud endpoint block name; '' skips the mirror.")
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(run)
+    app.command()(resume)
+
+
+def run(
+    task: TaskArg,
+    env: EnvOption = "dev",
+    repo: Annotated[
+        Path | None, typer.Option(help="Target repository instead of the one the task names.")
+    ] = None,
+    run_id: Annotated[str, typer.Option(help="Use this run id (default: generated).")] = "",
+    codex_block: CodexBlock = DEFAULT_BLOCK,
+    vault_block: VaultBlock = DEFAULT_BLOCK,
+    cloud_block: CloudBlock = DEFAULT_BLOCK,
+) -> None:
+    """Run a task through plan, build, test and review, with progress, then a summary."""
+    spec = load_task_spec(task)
+    check_target(repo.resolve() if repo else resolve_repo(spec, task), spec.target.base_branch)
+    console.print(f"running task [bold]{spec.id}[/bold] (env {env}) ...")
+    _run_pipeline(
+        task_file=str(task.resolve()),
+        env=env,
+        run_id=run_id,
+        repo=str(repo.resolve()) if repo else "",
+        codex_block=codex_block,
+        vault_block=vault_block,
+        cloud_block=cloud_block,
+    )
+
+
+def resume(
+    run: RunArg,
+    codex_block: CodexBlock = DEFAULT_BLOCK,
+    vault_block: VaultBlock = DEFAULT_BLOCK,
+    cloud_block: CloudBlock = DEFAULT_BLOCK,
+) -> None:
+    """Continue a run from its manifest: steps recorded done are skipped."""
+    workspace = Workspace.open(Settings())
+    ref = workspace.store.find(run)
+    manifest = workspace.store.read(ref.task_id, ref.run_id)
+    console.print(f"resuming {ref.task_id}/{ref.run_id} ({manifest.status.value}) ...")
+    _run_pipeline(
+        task_file="",
+        env=manifest.env,
+        run_id=ref.run_id,
+        repo="",
+        codex_block=codex_block,
+        vault_block=vault_block,
+        cloud_block=cloud_block,
+    )
+
+
+def _run_pipeline(**parameters: Any) -> None:
+    from flows.pipeline import pipeline
+
+    state = asyncio.run(pipeline(**parameters, return_state=True))  # type: ignore[call-overload]
+    try:
+        summary: dict[str, Any] = state.result(raise_on_failure=True)
+    except RunFailedError as exc:
+        _print_outcome(Workspace.open(Settings()), exc.run_id)
+        raise
+    workspace = Workspace.open(Settings())
+    manifest = _print_outcome(workspace, summary["run_id"])
+    if manifest.status is RunStatus.REJECTED:
+        raise OrchestratorError(f"run {summary['run_id']} was rejected: {manifest.status_reason}")
+
+
+def _print_outcome(workspace: Workspace, run_id: str) -> RunManifest:
+    ref: RunRef = workspace.store.find(run_id)
+    manifest = workspace.store.read(ref.task_id, ref.run_id)
+    table = Table(title=f"{ref.task_id}/{ref.run_id}: {manifest.status.value}", show_header=True)
+    table.add_column("phase")
+    table.add_column("status")
+    table.add_column("steps")
+    table.add_column("agent calls (ms)")
+    for name in ("plan", "build", "test", "review"):
+        phase = getattr(manifest.phases, name)
+        steps = ", ".join(f"{s.id}:{s.status.value}" for s in phase.steps)
+        ms = sum(s.duration_ms or 0 for s in phase.steps)
+        table.add_row(name, phase.status.value, steps, str(ms))
+    console.print(table)
+    result = manifest.result
+    if result and result.branch:
+        console.print(f"result branch: [bold]{result.branch}[/bold] ({(result.commit or '')[:12]})")
+        if result.diff_stat:
+            console.print(result.diff_stat)
+    if manifest.status_reason:
+        err_console.print(f"reason: {manifest.status_reason}")
+    if manifest.sync:
+        console.print(f"cloud sync: {manifest.sync.state.value}")
+    console.print(f"manifest: {ref.manifest_path}")
+    return manifest

@@ -1,0 +1,133 @@
+"""The git operations of a run: checks on the target, worktrees, branches, merges, diffs.
+
+Agents never commit: a builder edits files in its worktree inside the sandbox, and
+the orchestrator commits outside it. The target repository's own working tree is
+never touched; everything happens on run branches in worktrees under ``work/``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .exceptions import InvalidInputError, OrchestratorError
+
+GIT_IDENTITY = ("-c", "user.name=Codex Orchestrator", "-c", "user.email=orchestrator@localhost")
+GIT_TIMEOUT_SECONDS = 120
+
+
+class GitError(OrchestratorError):
+    """A git command failed."""
+
+    def __init__(self, message: str, *, command: str, stderr: str = "") -> None:
+        super().__init__(message)
+        self.command = command
+        self.stderr = stderr
+
+
+def git(repo: Path, *args: str, check: bool = True) -> str:
+    """Run ``git -C repo args`` and return its stdout (stripped)."""
+    completed = subprocess.run(
+        ["git", *GIT_IDENTITY, "-C", str(repo), *args],
+        capture_output=True,
+        text=True,
+        timeout=GIT_TIMEOUT_SECONDS,
+        check=False,
+    )
+    if check and completed.returncode != 0:
+        command = "git " + " ".join(args)
+        detail = (completed.stderr or completed.stdout).strip().splitlines()
+        raise GitError(
+            f"{command} failed in {repo}: {detail[-1] if detail else completed.returncode}",
+            command=command,
+            stderr=completed.stderr,
+        )
+    return completed.stdout.strip()
+
+
+def check_target(repo: Path, base_branch: str) -> str:
+    """Check the target repository is usable and return the base branch's commit.
+
+    Raises:
+        InvalidInputError: missing folder, not a git repository, unknown base branch,
+            or uncommitted changes in its working tree.
+    """
+    if not repo.is_dir():
+        raise InvalidInputError(f"target repository {repo} does not exist")
+    top = git(repo, "rev-parse", "--show-toplevel", check=False)
+    if not top or Path(top).resolve() != repo.resolve():
+        raise InvalidInputError(f"target {repo} is not the top of a git repository")
+    commit = git(
+        repo,
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        f"refs/heads/{base_branch}^{{commit}}",
+        check=False,
+    )
+    if not commit:
+        raise InvalidInputError(f"target repository {repo} has no branch {base_branch!r}")
+    dirty = git(repo, "status", "--porcelain", "--untracked-files=normal")
+    if dirty:
+        count = len(dirty.splitlines())
+        raise InvalidInputError(
+            f"target repository {repo} has {count} uncommitted change(s); "
+            "commit or stash them first"
+        )
+    return commit
+
+
+@dataclass(frozen=True)
+class Worktree:
+    repo: Path
+    path: Path
+    branch: str
+
+
+def fresh_worktree(repo: Path, path: Path, branch: str, start: str) -> Worktree:
+    """A clean worktree at ``path`` on ``branch``, reset to ``start`` (whatever was there)."""
+    remove_worktree(repo, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    git(repo, "worktree", "add", "--force", "-B", branch, str(path), start)
+    return Worktree(repo, path, branch)
+
+
+def remove_worktree(repo: Path, path: Path) -> None:
+    """Remove a worktree and its registration; a missing one is fine."""
+    if path.exists():
+        git(repo, "worktree", "remove", "--force", str(path), check=False)
+        shutil.rmtree(path, ignore_errors=True)
+    git(repo, "worktree", "prune")
+
+
+def commit_all(worktree: Worktree, message: str) -> tuple[str, list[str]]:
+    """Commit every change in the worktree; returns (commit, changed files)."""
+    git(worktree.path, "add", "--all")
+    changed = git(worktree.path, "diff", "--cached", "--name-only").splitlines()
+    if changed:
+        git(worktree.path, "commit", "--quiet", "--no-verify", "-m", message)
+    return git(worktree.path, "rev-parse", "HEAD"), changed
+
+
+def branch_commit(repo: Path, branch: str) -> str | None:
+    commit = git(
+        repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}", check=False
+    )
+    return commit or None
+
+
+def diff(repo: Path, base: str, head: str, *, stat: bool = False) -> str:
+    return git(repo, "diff", "--stat" if stat else "--patch", f"{base}..{head}")
+
+
+def merge_branches(worktree: Worktree, branches: list[str]) -> str:
+    """Merge each branch into the worktree's branch; a conflict aborts and raises GitError."""
+    for branch in branches:
+        try:
+            git(worktree.path, "merge", "--no-ff", "--no-edit", "-m", f"Merge {branch}", branch)
+        except GitError:
+            git(worktree.path, "merge", "--abort", check=False)
+            raise
+    return git(worktree.path, "rev-parse", "HEAD")

@@ -1,0 +1,346 @@
+"""A run's life as manifest changes: start, resume, mode, policy, steps, finish.
+
+Plain functions over the run store, so the flows stay thin and all of this is
+testable without Prefect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from schemas import (
+    AgentRole,
+    AgentStep,
+    ApprovalPolicy,
+    ArtifactRecord,
+    CommandPolicy,
+    CommandRecord,
+    ErrorRecord,
+    ExecutionMode,
+    GateMode,
+    ModeDecision,
+    PatchRecord,
+    PhaseName,
+    RunManifest,
+    RunResult,
+    RunStatus,
+    StepStatus,
+    TaskSnapshot,
+    TaskSpec,
+    TokenUsage,
+    utc_now,
+)
+
+from .exceptions import InvalidInputError
+from .gitops import check_target
+from .runstore import new_run_id, sha256_file
+from .taskspec import load_task_spec, resolve_repo
+from .workspace import Workspace
+
+ACTOR = "orchestrator"
+
+# Gate defaults per environment; a task's own setting wins. Unknown environments
+# get the strict default.
+_STRICT = (GateMode.REQUIRED, GateMode.REQUIRED, CommandPolicy.ESCALATE)
+ENV_GATE_DEFAULTS: dict[str, tuple[GateMode, GateMode, CommandPolicy]] = {
+    "dev": (GateMode.AUTO, GateMode.AUTO, CommandPolicy.ALLOW_IN_WORKSPACE),
+    "test": (GateMode.AUTO, GateMode.AUTO, CommandPolicy.ALLOW_IN_WORKSPACE),
+}
+
+
+@dataclass(frozen=True)
+class RunHandle:
+    """One run in one workspace."""
+
+    workspace: Workspace
+    task_id: str
+    run_id: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.task_id}/{self.run_id}"
+
+    @property
+    def path(self) -> Path:
+        return self.workspace.store.ref(self.task_id, self.run_id).path
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.workspace.store.ref(self.task_id, self.run_id).manifest_path
+
+    @property
+    def work_dir(self) -> Path:
+        """Worktrees of this run."""
+        return self.workspace.settings.work_dir / self.task_id / self.run_id
+
+    def read(self) -> RunManifest:
+        return self.workspace.store.read(self.task_id, self.run_id)
+
+    def update(
+        self,
+        mutate: Callable[[RunManifest], None],
+        *,
+        event: str = "manifest.updated",
+        **detail: object,
+    ) -> RunManifest:
+        return self.workspace.store.update(
+            self.task_id, self.run_id, mutate, event=event, actor=ACTOR, **detail
+        )
+
+    def write_artifact(
+        self, name: str, content: str | bytes, *, kind: str, step_id: str | None = None
+    ) -> ArtifactRecord:
+        return self.workspace.store.write_artifact(
+            self.task_id, self.run_id, name, content, kind=kind, step_id=step_id, actor=ACTOR
+        )
+
+    def read_artifact(self, record: ArtifactRecord) -> str:
+        ref = self.workspace.store.ref(self.task_id, self.run_id)
+        return self.workspace.store.artifact_path(ref, record.name).read_text(encoding="utf-8")
+
+
+# -- starting ----------------------------------------------------------------------
+
+
+def decide_mode(spec: TaskSpec) -> ModeDecision:
+    """``mcp`` unless the task asks for parallel execution."""
+    if spec.execution.parallel:
+        return ModeDecision(
+            mode=ExecutionMode.PARALLEL,
+            reason=f"execution.parallel is true (at most {spec.execution.max_parallel} builders)",
+        )
+    return ModeDecision(mode=ExecutionMode.MCP, reason="execution.parallel is false (default)")
+
+
+def resolve_policy(spec: TaskSpec, env: str) -> ApprovalPolicy:
+    """The gate settings in force: the task's own, else the environment's default."""
+    plan, handover, commands = ENV_GATE_DEFAULTS.get(env, _STRICT)
+    approvals = spec.approvals
+    from_task = [
+        name for name in ("plan", "handover", "commands") if getattr(approvals, name) is not None
+    ]
+    source = f"env {env} defaults" + (f"; task sets {', '.join(from_task)}" if from_task else "")
+    return ApprovalPolicy(
+        plan=approvals.plan or plan,
+        handover=approvals.handover or handover,
+        commands=approvals.commands or commands,
+        plan_timeout_seconds=approvals.timeouts.plan,
+        handover_timeout_seconds=approvals.timeouts.handover,
+        command_timeout_seconds=approvals.timeouts.command,
+        source=source,
+    )
+
+
+def start_run(
+    workspace: Workspace,
+    *,
+    task_file: Path,
+    env: str,
+    repo: Path | None = None,
+    run_id: str | None = None,
+    flow_run_id: str | None = None,
+) -> RunHandle:
+    """Check every input, then create the run's manifest.
+
+    Nothing is written unless every check passes.
+
+    Raises:
+        InvalidInputError: a malformed task, a missing or dirty target repository, an
+            unknown base branch, or a run id that exists already.
+    """
+    spec = load_task_spec(task_file)
+    repo_path = repo.resolve() if repo else resolve_repo(spec, task_file)
+    base_commit = check_target(repo_path, spec.target.base_branch)
+    now = utc_now()
+    manifest = RunManifest(
+        task_id=spec.id,
+        run_id=run_id or new_run_id(),
+        env=env,
+        flow_run_id=flow_run_id,
+        created_at=now,
+        updated_at=now,
+        task=TaskSnapshot(
+            path=str(task_file),
+            sha256=sha256_file(task_file),
+            spec=spec,
+            repo_path=str(repo_path),
+            base_commit=base_commit,
+        ),
+        mode=decide_mode(spec),
+        approval_policy=resolve_policy(spec, env),
+    )
+    workspace.store.create(manifest, actor=ACTOR)
+    return RunHandle(workspace, manifest.task_id, manifest.run_id)
+
+
+def resume_run(workspace: Workspace, run: str, *, flow_run_id: str | None = None) -> RunHandle:
+    """Reopen an existing run to continue it; a finished run is returned as it is."""
+    ref = workspace.store.find(run)
+    handle = RunHandle(workspace, ref.task_id, ref.run_id)
+    manifest = handle.read()
+    if manifest.status.finished:
+        return handle
+    check_target(Path(manifest.task.repo_path), manifest.task.spec.target.base_branch)
+
+    def reopen(m: RunManifest) -> None:
+        m.status = RunStatus.RUNNING
+        m.flow_run_id = flow_run_id or m.flow_run_id
+
+    handle.update(reopen, event="run.resumed", flow_run_id=flow_run_id)
+    return handle
+
+
+# -- phases and steps --------------------------------------------------------------
+
+
+def begin_phase(handle: RunHandle, phase: PhaseName, *, flow_run_id: str | None = None) -> None:
+    def begin(m: RunManifest) -> None:
+        record = m.phases.get(phase)
+        record.status = StepStatus.RUNNING
+        record.flow_run_id = flow_run_id or record.flow_run_id
+        record.started_at = record.started_at or utc_now()
+        record.finished_at = None
+
+    handle.update(begin, event="phase.started", phase=phase.value)
+
+
+def end_phase(handle: RunHandle, phase: PhaseName, status: StepStatus) -> None:
+    def end(m: RunManifest) -> None:
+        record = m.phases.get(phase)
+        record.status = status
+        record.finished_at = utc_now()
+
+    handle.update(end, event="phase.finished", phase=phase.value, status=status.value)
+
+
+def completed_output(handle: RunHandle, step_id: str) -> ArtifactRecord | None:
+    """The output artifact of a step recorded done whose file still has its hash; else None.
+
+    This is the resume rule: such a step is skipped, anything else is (re)done.
+    """
+    manifest = handle.read()
+    step = manifest.step(step_id)
+    if step is None or step.status is not StepStatus.SUCCEEDED or step.output_artifact is None:
+        return None
+    record = manifest.artifact(step.output_artifact)
+    if record is None:
+        return None
+    store = handle.workspace.store
+    return record if store.artifact_intact(handle.task_id, handle.run_id, record) else None
+
+
+def begin_step(handle: RunHandle, phase: PhaseName, step_id: str, role: AgentRole) -> AgentStep:
+    """Record a step as running (a new attempt); returns the step."""
+
+    def begin(m: RunManifest) -> None:
+        steps = m.phases.get(phase).steps
+        step = next((s for s in steps if s.id == step_id), None)
+        if step is None:
+            step = AgentStep(id=step_id, role=role)
+            steps.append(step)
+        step.status = StepStatus.RUNNING
+        step.attempt += 1
+        step.started_at = utc_now()
+        step.finished_at = step.duration_ms = step.error = None
+        step.commands, step.patches, step.tokens = [], [], TokenUsage()
+
+    manifest = handle.update(begin, event="step.started", step=step_id)
+    step = manifest.step(step_id)
+    assert step is not None
+    return step
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What an agent step did, as recorded in its manifest entry."""
+
+    thread_id: str | None
+    prompt_sha256: str | None
+    commands: list[CommandRecord]
+    patches: list[PatchRecord]
+    tokens: TokenUsage
+    duration_ms: int
+
+
+def finish_step(
+    handle: RunHandle,
+    step_id: str,
+    outcome: StepOutcome,
+    *,
+    artifact: ArtifactRecord,
+    task_run_id: str | None = None,
+) -> None:
+    def finish(m: RunManifest) -> None:
+        step = m.step(step_id)
+        assert step is not None, step_id
+        step.status = StepStatus.SUCCEEDED
+        step.thread_id = outcome.thread_id
+        step.prompt_sha256 = outcome.prompt_sha256
+        step.commands, step.patches, step.tokens = outcome.commands, outcome.patches, outcome.tokens
+        step.duration_ms = outcome.duration_ms
+        step.output_artifact = artifact.name
+        step.task_run_id = task_run_id or step.task_run_id
+        step.finished_at = utc_now()
+
+    handle.update(finish, event="step.succeeded", step=step_id, artifact=artifact.name)
+
+
+def fail_step(handle: RunHandle, phase: PhaseName, step_id: str, error: BaseException) -> None:
+    message = str(error) or type(error).__name__
+
+    def fail(m: RunManifest) -> None:
+        step = m.step(step_id)
+        if step is not None:
+            step.status = StepStatus.FAILED
+            step.error = message
+            step.finished_at = utc_now()
+        m.errors.append(
+            ErrorRecord(
+                at=utc_now(),
+                phase=phase,
+                step_id=step_id,
+                type=type(error).__name__,
+                message=message,
+            )
+        )
+
+    handle.update(fail, event="step.failed", step=step_id, error=message)
+
+
+# -- finishing ---------------------------------------------------------------------
+
+
+def fail_run(
+    handle: RunHandle, reason: str, *, phase: PhaseName | None = None, error_type: str = "RunFailed"
+) -> RunManifest:
+    """Mark the run failed with ``reason``; everything it wrote stays."""
+
+    def fail(m: RunManifest) -> None:
+        m.status = RunStatus.FAILED
+        m.status_reason = reason
+        m.finished_at = utc_now()
+        if not any(e.message == reason for e in m.errors):
+            m.errors.append(ErrorRecord(at=utc_now(), phase=phase, type=error_type, message=reason))
+
+    return handle.update(fail, event="run.failed", reason=reason)
+
+
+def finish_run(
+    handle: RunHandle,
+    status: RunStatus,
+    *,
+    reason: str | None = None,
+    result: RunResult | None = None,
+) -> RunManifest:
+    if not status.finished:
+        raise InvalidInputError(f"{status} is not a final status")
+
+    def finish(m: RunManifest) -> None:
+        m.status = status
+        m.status_reason = reason
+        m.result = result or m.result
+        m.finished_at = utc_now()
+
+    return handle.update(finish, event=f"run.{status.value}", reason=reason)

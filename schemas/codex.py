@@ -1,0 +1,147 @@
+"""Settings of one ``codex mcp-server``: model provider, model, sandbox and approvals.
+
+A Prefect block produces :class:`CodexServerConfig`; the agent layer turns it into the
+server's private ``CODEX_HOME/config.toml``. Credentials never live here: the provider
+names the environment variable (``env_key``) that carries the API key, and the value is
+handed to the server process from memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from ._base import StrictModel
+
+SandboxMode = Literal["read-only", "workspace-write", "danger-full-access"]
+ApprovalPolicyName = Literal["untrusted", "on-request", "never"]
+
+REPLAY_MODEL = "replay"
+"""The model slug the replay provider answers to."""
+
+_ENV_KEY_PATTERN = r"^[A-Z_][A-Z0-9_]{0,127}$"
+
+
+class ModelProvider(StrictModel):
+    """Where codex sends its model requests (the Responses API)."""
+
+    name: str = Field(
+        default="replay",
+        min_length=1,
+        max_length=64,
+        description="Display name of the provider, e.g. 'replay' or 'openai'.",
+    )
+    base_url: str = Field(
+        description="Base URL of the Responses API; codex POSTs '{base_url}/responses'.",
+        min_length=1,
+    )
+    wire_api: Literal["responses"] = Field(
+        default="responses", description="The wire protocol codex speaks to the provider."
+    )
+    env_key: str | None = Field(
+        default=None,
+        pattern=_ENV_KEY_PATTERN,
+        description="Environment variable of the server process carrying the API key "
+        "(e.g. OPENAI_API_KEY); its value comes from the credential broker, never a file.",
+    )
+    request_max_retries: int = Field(
+        default=0, ge=0, le=10, description="Retries of a failed model request."
+    )
+    stream_max_retries: int = Field(
+        default=0, ge=0, le=10, description="Retries of a model stream that broke off."
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class ModelCatalogEntry(StrictModel):
+    """Model metadata for a slug codex does not know (codex's ``model_catalog_json``).
+
+    Without an entry codex falls back to generic metadata and offers no ``apply_patch``
+    tool; the replay model needs one. Known OpenAI models need none.
+    """
+
+    slug: str = Field(min_length=1, max_length=128)
+    display_name: str = Field(default="", max_length=128)
+    base_instructions: str = Field(
+        default="You are a coding agent working in a git repository. Do what the user asks.",
+        min_length=1,
+        description="System instructions codex sends with every request for this model.",
+    )
+    apply_patch: bool = Field(default=True, description="Offer the freeform apply_patch tool.")
+    context_window: int | None = Field(default=None, ge=1024)
+    overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Raw ModelInfo fields merged over the generated entry (advanced).",
+    )
+
+    def to_model_info(self) -> dict[str, Any]:
+        """The entry as codex's ModelInfo JSON object."""
+        info: dict[str, Any] = {
+            "slug": self.slug,
+            "display_name": self.display_name or self.slug,
+            "description": f"{self.slug} (configured by the orchestrator)",
+            "priority": 1000,
+            "visibility": "hide",
+            "supported_in_api": True,
+            "shell_type": "unified_exec",
+            "supports_parallel_tool_calls": False,
+            "support_verbosity": False,
+            "supported_reasoning_levels": [],
+            "experimental_supported_tools": [],
+            "truncation_policy": {"mode": "bytes", "limit": 10_000},
+            "model_messages": None,
+            "base_instructions": self.base_instructions,
+            "prefer_websockets": False,
+        }
+        if self.apply_patch:
+            info["apply_patch_tool_type"] = "freeform"
+        if self.context_window is not None:
+            info["context_window"] = self.context_window
+        return info | self.overrides
+
+
+class CodexServerConfig(StrictModel):
+    """Everything that configures one ``codex mcp-server`` process (no secrets)."""
+
+    provider: ModelProvider
+    model: str = Field(default=REPLAY_MODEL, min_length=1, max_length=128)
+    sandbox: SandboxMode = Field(
+        default="workspace-write", description="Default sandbox of a codex call."
+    )
+    approval_policy: ApprovalPolicyName = Field(
+        default="on-request", description="Default approval policy of a codex call."
+    )
+    call_timeout_seconds: float = Field(
+        default=600, gt=0, le=24 * 3600, description="Deadline of one codex/codex-reply call."
+    )
+    startup_timeout_seconds: float = Field(
+        default=30, gt=0, le=600, description="Deadline to spawn and initialize the server."
+    )
+    model_catalog: list[ModelCatalogEntry] | None = Field(
+        default=None,
+        description="Metadata for model slugs codex does not know; when unset and the model "
+        "is 'replay', the replay entry is used.",
+    )
+    codex_command: str | None = Field(
+        default=None,
+        description="The codex executable; default: 'codex' next to the Python interpreter, "
+        "else on PATH.",
+    )
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = Field(
+        default=None, description="model_reasoning_effort for reasoning models."
+    )
+
+    def catalog_entries(self) -> list[ModelCatalogEntry]:
+        """The model catalog to write: the configured one, or the replay entry by default."""
+        if self.model_catalog is not None:
+            return list(self.model_catalog)
+        if self.model == REPLAY_MODEL:
+            return [ModelCatalogEntry(slug=REPLAY_MODEL, display_name="Replay")]
+        return []

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.settings import Settings
+from orchestrator.workspace import Workspace
+from tests.cli.conftest import Cli
+from tests.conftest import EXAMPLES, sample_manifest
+
+
+def test_help_on_every_command(cli: Cli) -> None:
+    top = cli("--help")
+    assert top.returncode == 0
+    for command in ("validate", "runs", "show", "schemas"):
+        assert command in top.stdout
+        assert cli(command, "--help").returncode == 0
+
+
+def test_validate_sample_task_exits_0(cli: Cli) -> None:
+    result = cli("validate", str(EXAMPLES / "tasks" / "add-text-helpers.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+    assert "add-text-helpers" in result.stdout
+
+
+def test_malformed_task_exits_2_and_names_the_field(cli: Cli, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: x\ntitle: t\ngoal: g\ntarget: {repo: r}\nexecution: {parallel: maybe}\n")
+    result = cli("validate", str(bad))
+    assert result.returncode == 2
+    assert "field 'execution.parallel'" in result.stderr
+    assert str(bad) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_command_exits_2(cli: Cli) -> None:
+    assert cli("bogus").returncode == 2
+
+
+@pytest.fixture
+def home_with_run(tmp_path: Path) -> tuple[Path, str]:
+    home = tmp_path / "home"
+    manifest = sample_manifest()
+    Workspace.open(Settings(home=home)).store.create(manifest)
+    return home, manifest.run_id
+
+
+def test_runs_lists_and_show_prints_a_run(cli: Cli, home_with_run: tuple[Path, str]) -> None:
+    _, run_id = home_with_run
+    listing = cli("runs")
+    assert listing.returncode == 0
+    assert run_id in listing.stdout
+    assert "running" in listing.stdout
+
+    shown = cli("show", run_id)
+    assert shown.returncode == 0, shown.stderr
+    assert f"add-text-helpers/{run_id}" in shown.stdout
+    assert cli("show", run_id, "--json").stdout.count(run_id) >= 1
+
+
+def test_show_unknown_or_unsafe_run_exits_2(cli: Cli, home_with_run: tuple[Path, str]) -> None:
+    for run in ("20990101T000000Z-ffffff", "../../etc", "/tmp/x"):
+        result = cli("show", run)
+        assert result.returncode == 2, run
+        assert "error:" in result.stderr
+
+
+def test_corrupt_manifest_exits_1_and_is_left_untouched(
+    cli: Cli, home_with_run: tuple[Path, str]
+) -> None:
+    home, run_id = home_with_run
+    path = next(home.glob(f".runs/*/{run_id}/manifest.json"))
+    path.write_text("{torn")
+
+    result = cli("show", run_id)
+    assert result.returncode == 1
+    assert "not valid JSON" in result.stderr
+    assert str(path) in result.stderr
+    assert path.read_text() == "{torn"
+    assert "corrupt manifest" in cli("runs").stdout
+
+
+def test_schemas_export_check_passes_on_a_clean_tree(cli: Cli) -> None:
+    result = cli("schemas", "export", "--check")
+    assert result.returncode == 0, result.stderr
