@@ -1,0 +1,124 @@
+"""Commands for the Codex Cloud mirror: ``cloud serve`` and ``sync``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from orchestrator import runs_api_server
+from orchestrator.exceptions import InvalidInputError, OrchestratorError
+from orchestrator.runs_api import client_from_settings, load_cloud_settings
+from orchestrator.sync import SyncSummary, sync_pending, sync_run
+from orchestrator.workspace import Workspace
+from schemas import SyncRecord, SyncState
+
+from ._console import console
+
+cloud_app = typer.Typer(
+    help="The reference Codex Cloud Runs API server (for development, tests and demos).",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(cloud_app, name="cloud")
+    app.command()(sync)
+
+
+@cloud_app.command("serve")
+def serve(
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = (
+        runs_api_server.DEFAULT_PORT
+    ),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = runs_api_server.LOOPBACK,
+    db: Annotated[
+        Path | None,
+        typer.Option(help="SQLite file of imported runs [default: out/runs-api.sqlite3]."),
+    ] = None,
+    token_env: Annotated[
+        str, typer.Option(help="Environment variable holding the bearer token.")
+    ] = runs_api_server.DEFAULT_TOKEN_ENV,
+    faults: Annotated[
+        str | None,
+        typer.Option(help='Fault plan as JSON, e.g. \'{"fail_next": 2, "fail_status": 429}\'.'),
+    ] = None,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
+) -> None:
+    """Serve the reference Runs API until Ctrl-C. The token is read from TOKEN_ENV."""
+    token = runs_api_server.token_from_env(token_env)
+    plan = runs_api_server.parse_faults(faults)
+    db_path = db or Workspace.open().settings.out_dir / "runs-api.sqlite3"
+    runs_api_server.serve(
+        port=port,
+        db_path=db_path,
+        token=token,
+        host=host,
+        faults=plan,
+        access_log=access_log,
+        on_ready=lambda url: console.print(f"Runs API listening on {url} (database {db_path})"),
+    )
+
+
+def sync(
+    run: Annotated[
+        str | None, typer.Argument(help="Run id, or <task-id>/<run-id>.", show_default=False)
+    ] = None,
+    pending: Annotated[
+        bool, typer.Option("--pending", help="Retry every pending or failed run (the backlog).")
+    ] = False,
+) -> None:
+    """Mirror a finished run (or the backlog) to the Runs API.
+
+    The API is read from ORCHESTRATOR_CLOUD_URL, ORCHESTRATOR_CLOUD_WORKSPACE and
+    ORCHESTRATOR_CLOUD_TOKEN. Exits 1 when a run could not be synced.
+    """
+    if (run is None) == (not pending):
+        raise InvalidInputError("give either a run or --pending")
+    workspace = Workspace.open()
+    settings = load_cloud_settings()
+    with client_from_settings(
+        settings, audit=workspace.audit, redactor=workspace.redactor
+    ) as client:
+        if run is not None:
+            ref = workspace.store.find(run)
+            summary = _summary_of(sync_run(workspace, client, ref.task_id, ref.run_id))
+        else:
+            summary = sync_pending(workspace, client)
+    _report(summary)
+
+
+def _summary_of(record: SyncRecord) -> SyncSummary:
+    summary = SyncSummary()
+    (summary.synced if record.state is SyncState.SYNCED else summary.failed).append(record)
+    return summary
+
+
+def _report(summary: SyncSummary) -> None:
+    records = summary.synced + summary.failed
+    if records:
+        table = Table("task", "run", "state", "attempts", "cloud run", "last error")
+        for r in records:
+            state = r.state.value if r.state is SyncState.SYNCED else f"[red]{r.state.value}[/red]"
+            table.add_row(
+                r.task_id,
+                r.run_id,
+                state,
+                str(r.attempts),
+                r.cloud_run_id or "",
+                r.last_error or "",
+            )
+        console.print(table)
+    for error in summary.errors:
+        console.print(f"[red]error[/red] {error}")
+    console.print(
+        f"{len(summary.synced)} synced, {len(summary.failed)} failed, "
+        f"{len(summary.errors)} not tried"
+    )
+    if not summary.ok:
+        raise OrchestratorError(
+            f"{len(summary.failed) + len(summary.errors)} run(s) not synced; "
+            "'orchestrator sync --pending' retries them"
+        )
