@@ -1,0 +1,331 @@
+"""The session client against the real codex binary and the replay provider."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import anyio
+import pytest
+
+from agents import (
+    ApprovalAnswer,
+    ApprovalRequest,
+    CodexEvent,
+    CodexSession,
+    ExecCommandBegin,
+    ExecCommandEnd,
+    PatchApplyEnd,
+    PolicyApprover,
+    TokenCount,
+    render_marker,
+)
+from agents.replay import ReplayProcess, ReplayServer, replay_config
+from orchestrator.exceptions import AgentServerError, AgentTimeoutError, InvalidInputError
+from schemas import CodexServerConfig, CommandPolicy, ModelCatalogEntry
+
+from .conftest import (
+    TEST_FIXTURES,
+    alive,
+    descendants,
+    process_environment,
+    read_text,
+    wait_until_gone,
+)
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+def prompt(case: str, text: str = "", **attributes: str) -> str:
+    return f"{render_marker({'role': 'test', 'case': case, **attributes})}\n{text}\n"
+
+
+async def test_a_call_edits_files_in_the_sandbox_and_reports_commands_patches_and_tokens(
+    codex_config: CodexServerConfig, git_repo: Path, replay: ReplayServer
+) -> None:
+    seen: list[CodexEvent] = []
+
+    async def record(event: CodexEvent) -> None:
+        seen.append(event)
+
+    async with CodexSession(codex_config) as session:
+        turn = await session.start(prompt("edit"), cwd=git_repo, on_event=record)
+
+    assert (git_repo / "notes.txt").read_text() == "first line\nsecond line\n"
+    assert "Edited by the builder." in (git_repo / "README.md").read_text()
+    assert turn.text == "edited notes.txt and README.md"
+    assert turn.thread_id
+    assert [(c.command, c.exit_code) for c in turn.commands] == [
+        ("grep -c line notes.txt", 0),
+        ("ls no-such-file", 2),
+    ]
+    assert all(c.cwd == str(git_repo) for c in turn.commands)
+    assert [(p.files, p.success) for p in turn.patches] == [(["README.md", "notes.txt"], True)]
+    begins = [e for e in turn.events if isinstance(e, ExecCommandBegin)]
+    ends = [e for e in turn.events if isinstance(e, ExecCommandEnd)]
+    assert [e.call_id for e in begins] == [e.call_id for e in ends]
+    assert ends[0].output.strip() == "2"
+    assert any(isinstance(e, PatchApplyEnd) for e in turn.events)
+    # four model requests of the scripted usage (1200 in, 80 out each)
+    assert turn.tokens.input_tokens == 4 * 1200
+    assert turn.tokens.output_tokens == 4 * 80
+    assert turn.tokens.total_tokens == 4 * 1280
+    assert any(isinstance(e, TokenCount) for e in turn.events)
+    assert turn.duration_ms > 0
+    assert seen == turn.events  # subscribers get every event, in order
+    assert [r["step"] for r in replay.requests()] == [0, 1, 2, 3]
+    assert "apply_patch" in replay.requests()[0]["tools"]
+
+
+async def test_an_escalation_inside_the_workspace_is_approved_by_policy(
+    codex_config: CodexServerConfig, git_repo: Path
+) -> None:
+    approver = PolicyApprover(CommandPolicy.ALLOW_IN_WORKSPACE, workspace=git_repo)
+    async with CodexSession(codex_config, approver=approver) as session:
+        turn = await session.start(prompt("escalate-inside"), cwd=git_repo)
+
+    assert (git_repo / "approved.txt").exists()
+    [record] = turn.approvals
+    assert record.request.kind == "exec"
+    assert record.request.command_text == "touch approved.txt"
+    assert record.request.cwd == git_repo
+    assert record.answer.approved
+    assert [(c.command, c.exit_code) for c in turn.commands] == [("touch approved.txt", 0)]
+
+
+async def test_an_escalation_outside_the_workspace_is_denied_and_does_not_run(
+    codex_config: CodexServerConfig, git_repo: Path
+) -> None:
+    approver = PolicyApprover(CommandPolicy.ALLOW_IN_WORKSPACE, workspace=git_repo)
+    async with CodexSession(codex_config, approver=approver) as session:
+        turn = await session.start(prompt("escalate-outside"), cwd=git_repo)
+
+    assert not (git_repo.parent / "outside.txt").exists()
+    [record] = turn.approvals
+    assert not record.answer.approved
+    assert "outside the workspace" in record.answer.reason
+    assert not [e for e in turn.events if isinstance(e, ExecCommandBegin)]
+    assert [(c.command, c.status, c.exit_code) for c in turn.commands] == [
+        ("touch ../outside.txt", "denied", None)
+    ]
+    assert turn.text == "asked to touch ../outside.txt"  # the turn went on after the denial
+
+
+async def test_the_deny_policy_refuses_even_inside_the_workspace(
+    codex_config: CodexServerConfig, git_repo: Path
+) -> None:
+    approver = PolicyApprover(CommandPolicy.DENY, workspace=git_repo)
+    async with CodexSession(codex_config, approver=approver) as session:
+        turn = await session.start(prompt("escalate-inside"), cwd=git_repo)
+
+    assert not (git_repo / "approved.txt").exists()
+    assert [a.answer.approved for a in turn.approvals] == [False]
+
+
+async def test_untrusted_asks_before_an_ordinary_command_and_a_person_decides(
+    codex_config: CodexServerConfig, git_repo: Path
+) -> None:
+    asked: list[str] = []
+
+    async def person(request: ApprovalRequest) -> ApprovalAnswer:
+        asked.append(request.command_text)
+        return ApprovalAnswer(approved=True, reason="looks fine")
+
+    approver = PolicyApprover(CommandPolicy.ESCALATE, workspace=git_repo, escalate=person)
+    async with CodexSession(codex_config, approver=approver) as session:
+        turn = await session.start(prompt("untrusted"), cwd=git_repo, approval_policy="untrusted")
+
+    assert asked == ["touch asked.txt"]
+    assert (git_repo / "asked.txt").exists()
+    assert [a.answer.reason for a in turn.approvals] == ["looks fine"]
+
+
+async def test_concurrent_calls_on_one_session_keep_their_events_apart(
+    codex_config: CodexServerConfig, git_repo: Path
+) -> None:
+    turns = {}
+    async with CodexSession(codex_config) as session:
+
+        async def call(n: str) -> None:
+            turns[n] = await session.start(prompt("parallel", n=n), cwd=git_repo)
+
+        async with anyio.create_task_group() as tg:
+            for n in ("1", "2", "3"):
+                tg.start_soon(call, n)
+
+    assert len({t.thread_id for t in turns.values()}) == 3
+    for n, turn in turns.items():
+        assert [c.command for c in turn.commands] == [f"echo {n} > parallel-{n}.txt"]
+        assert turn.text == f"wrote parallel-{n}.txt"
+        assert (git_repo / f"parallel-{n}.txt").read_text() == f"{n}\n"
+
+
+async def test_reply_continues_the_thread_and_counts_only_its_own_tokens(
+    codex_config: CodexServerConfig, git_repo: Path
+) -> None:
+    async with CodexSession(codex_config) as session:
+        first = await session.start(prompt("reply-first"), cwd=git_repo)
+        second = await session.reply(first.thread_id, prompt("reply-second"))
+
+    assert (first.text, second.text) == ("first answer", "second answer")
+    assert second.thread_id == first.thread_id
+    assert first.tokens.input_tokens == 1200
+    assert second.tokens.input_tokens == 2 * 1200
+    assert [c.cwd for c in second.commands] == [str(git_repo)]
+
+
+async def test_an_unknown_prompt_raises_a_server_error_naming_the_fixture_set(
+    codex_config: CodexServerConfig, git_repo: Path
+) -> None:
+    async with CodexSession(codex_config) as session:
+        with anyio.fail_after(10), pytest.raises(AgentServerError) as caught:
+            await session.start(prompt("no-such-case"), cwd=git_repo)
+
+    message = str(caught.value)
+    assert "session-tests" in message
+    assert "case=no-such-case" in message
+    assert caught.value.tool == "codex"
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ("429", "429 Too Many Requests"),
+        ("500", "high demand"),
+        ("broken_stream", "stream disconnected before completion"),
+    ],
+)
+async def test_model_faults_become_server_errors_quickly(
+    codex_config: CodexServerConfig,
+    git_repo: Path,
+    replay: ReplayServer,
+    fault: str,
+    expected: str,
+) -> None:
+    replay.add_faults(fault)  # type: ignore[arg-type]
+    async with CodexSession(codex_config) as session:
+        with anyio.fail_after(10), pytest.raises(AgentServerError, match=expected):
+            await session.start(prompt("hello"), cwd=git_repo)
+        # the next thread works again
+        turn = await session.start(prompt("hello"), cwd=git_repo)
+    assert turn.text == "said hello"
+
+
+async def test_a_call_past_its_deadline_raises_a_timeout_error(
+    codex_config: CodexServerConfig, git_repo: Path
+) -> None:
+    async with CodexSession(codex_config) as session:
+        with anyio.fail_after(10), pytest.raises(AgentTimeoutError, match=r"within 0\.5s"):
+            await session.start(prompt("slow"), cwd=git_repo, timeout=0.5)
+        turn = await session.start(prompt("hello"), cwd=git_repo)
+    assert turn.text == "said hello"
+
+
+async def test_killing_codex_mid_call_raises_and_leaves_no_process(
+    codex_config: CodexServerConfig, git_repo: Path
+) -> None:
+    running = anyio.Event()
+
+    async def on_event(event: CodexEvent) -> None:
+        if isinstance(event, ExecCommandBegin):
+            running.set()
+
+    async with CodexSession(codex_config) as session:
+        pid = session.pid
+        assert pid is not None
+        children: set[int] = set()
+
+        async def kill_when_running() -> None:
+            await running.wait()
+            children.update(descendants(pid))
+            os.kill(pid, signal.SIGKILL)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(kill_when_running)
+            with anyio.fail_after(10), pytest.raises(AgentServerError) as caught:
+                await session.start(prompt("sleep"), cwd=git_repo, on_event=on_event)
+
+        assert "died during codex" in str(caught.value)
+        assert "exit code -9" in str(caught.value)
+        assert not session.alive
+        with pytest.raises(AgentServerError, match="not running"):
+            await session.start(prompt("hello"), cwd=git_repo)
+
+    assert children, "the sleep command should have been running under codex"
+    assert wait_until_gone({pid, *children}, seconds=5) == set()
+
+
+async def test_closing_the_session_stops_codex_and_removes_its_home(
+    codex_config: CodexServerConfig, git_repo: Path
+) -> None:
+    async with CodexSession(codex_config) as session:
+        pid = session.pid
+        home = session.codex_home
+        assert pid is not None and home is not None
+        assert alive(pid)
+        assert (home / "config.toml").exists()
+        assert home.stat().st_mode & 0o777 == 0o700
+        await session.start(prompt("hello"), cwd=git_repo)
+    assert not alive(pid)
+    assert not home.exists()
+
+
+async def test_credentials_reach_codex_from_the_env_mapping_only(
+    replay: ReplayServer, git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AMBIENT_SECRET", "not-for-codex-4711")
+    key = "sk-test-" + "x" * 32
+    config = CodexServerConfig.model_validate(
+        {"provider": {"base_url": replay.url, "env_key": "OPENAI_API_KEY"}}
+    )
+    async with CodexSession(config, env={"OPENAI_API_KEY": key}) as session:
+        assert session.pid is not None and session.codex_home is not None
+        environ = process_environment(session.pid)
+        config_text = read_text(session.codex_home / "config.toml")
+        turn = await session.start(prompt("hello"), cwd=git_repo)
+
+    assert f"OPENAI_API_KEY={key}".encode() in environ
+    assert not any(entry.startswith(b"AMBIENT_SECRET=") for entry in environ)
+    assert key not in config_text
+    assert 'env_key = "OPENAI_API_KEY"' in config_text
+    assert turn.text == "said hello"
+
+
+async def test_a_server_that_exits_at_start_up_is_a_clear_error(replay: ReplayServer) -> None:
+    broken_catalog = ModelCatalogEntry(slug="replay", overrides={"shell_type": "no-such-shell"})
+    config = CodexServerConfig.model_validate(
+        {"provider": {"base_url": replay.url}, "model_catalog": [broken_catalog]}
+    )
+    with anyio.fail_after(15), pytest.raises(AgentServerError) as caught:
+        async with CodexSession(config):
+            pass
+    assert "died during initialize" in str(caught.value)
+    assert "model_catalog_json" in str(caught.value)
+
+
+async def test_a_missing_codex_executable_is_a_clear_error(replay: ReplayServer) -> None:
+    config = CodexServerConfig.model_validate(
+        {"provider": {"base_url": replay.url}, "codex_command": "/nonexistent/codex"}
+    )
+    with pytest.raises(AgentServerError, match="could not start codex mcp-server"):
+        async with CodexSession(config):
+            pass
+
+
+async def test_a_codex_home_under_tmp_is_refused(replay: ReplayServer, tmp_path: Path) -> None:
+    config = CodexServerConfig.model_validate({"provider": {"base_url": replay.url}})
+    with pytest.raises(InvalidInputError, match="sandbox helper"):
+        async with CodexSession(config, codex_home=tmp_path / "codex-home"):
+            pass
+
+
+async def test_codex_talks_to_the_replay_provider_run_as_a_subprocess(
+    git_repo: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "requests.jsonl"
+    with ReplayProcess.spawn(TEST_FIXTURES / "session", request_log=log) as replay:
+        async with CodexSession(replay_config(replay.url)) as session:
+            turn = await session.start(prompt("hello"), cwd=git_repo)
+    assert turn.text == "said hello"
+    assert len(read_text(log).splitlines()) == 2
