@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-PACKAGES = ["schemas", "orchestrator"]
+PACKAGES = ["agents", "agents.replay", "blocks", "orchestrator", "schemas"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

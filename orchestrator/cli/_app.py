@@ -8,7 +8,7 @@ import typer
 
 from orchestrator.exceptions import InvalidInputError, OrchestratorError
 
-from . import _cloud, _core, _run
+from . import _cloud, _core, _dev, _run
 from ._console import err_console
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app = typer.Typer(
 _core.register(app)
 _run.register(app)
 _cloud.register(app)
+_dev.register(app)
 
 EXIT_FAILURE, EXIT_BAD_INPUT = 1, 2
 

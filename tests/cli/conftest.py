@@ -18,9 +18,9 @@ def cli(tmp_path: Path) -> Cli:
     """Run the real ``orchestrator`` console script with its home in a temporary folder."""
     home = tmp_path / "home"
 
-    def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> (
-        subprocess.CompletedProcess[str]
-    ):
+    def run(
+        *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         full_env = {**os.environ, "ORCHESTRATOR_HOME": str(home), "COLUMNS": "200", **(env or {})}
         return subprocess.run(
             [ORCHESTRATOR, *args],

@@ -51,14 +51,14 @@ def test_every_log_record_is_redacted_before_any_handler(
     log_file = tmp_path / "app.log"
     handler = logging.FileHandler(log_file)
     handler.setFormatter(logging.Formatter("%(name)s %(message)s"))
-    logger = logging.getLogger("prefect.flow_runs.test-redaction")
+    logger = logging.getLogger("orchestrator.test-redaction")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     redactor.register(CANARY)
     install_log_redaction()
     try:
         logger.info("args %s", CANARY)
-        logger.info(f"f-string {CANARY}")
+        logger.info(f"f-string {CANARY}")  # noqa: G004 - a secret formatted before logging
         try:
             raise RuntimeError(f"boom {CANARY}")
         except RuntimeError:

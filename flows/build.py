@@ -1,0 +1,93 @@
+"""The build phase: one builder call per subtask, each in its own worktree and branch.
+
+In ``parallel`` mode the builders run concurrently (at most ``execution.max_parallel``
+of this run, and at most the ``codex-builders`` global concurrency limit across runs
+when that limit exists); in ``mcp`` mode one after the other. The phase ends by
+merging every subtask branch into the run's result branch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.asyncio import concurrency
+
+from agents.steps import build_step, build_step_id, merge_step
+from schemas import ExecutionMode, PhaseName, RunResult, SubtaskRecord
+
+from ._artifacts import publish_subtasks
+from ._runtime import (
+    AGENT_TASK_OPTIONS,
+    DEFAULT_BLOCK,
+    PhaseRuntime,
+    current_task_run_id,
+    event_logger,
+    run_logger,
+    running_phase,
+)
+
+BUILDERS_LIMIT = "codex-builders"
+
+
+@task(name="builder", task_run_name="builder {subtask_id}", **AGENT_TASK_OPTIONS)
+async def builder(runtime: PhaseRuntime, subtask_id: str) -> SubtaskRecord:
+    """One builder call for exactly one subtask (skipped when the manifest records it done)."""
+    logger = run_logger()
+    step_id = build_step_id(subtask_id)
+    async with runtime.session() as session:
+        record = await build_step(
+            runtime.handle,
+            session,
+            subtask_id,
+            on_event=event_logger(logger, step_id),
+            task_run_id=current_task_run_id(),
+        )
+    logger.info("%s: committed %s on %s", step_id, (record.commit or "")[:12], record.branch)
+    return record
+
+
+@task(name="merge", task_run_name="merge subtasks", cache_policy=NO_CACHE)
+def merge(runtime: PhaseRuntime) -> RunResult:
+    """Merge the subtask branches into the result branch (no agent call)."""
+    result = merge_step(runtime.handle)
+    run_logger().info("result %s at %s\n%s", result.branch, result.commit, result.diff_stat)
+    return result
+
+
+async def _build_all(runtime: PhaseRuntime, subtask_ids: list[str]) -> None:
+    manifest = runtime.handle.read()
+    if manifest.mode.mode is not ExecutionMode.PARALLEL:
+        for subtask_id in subtask_ids:
+            await builder(runtime, subtask_id)
+        return
+    gate = asyncio.Semaphore(manifest.task.spec.execution.max_parallel)
+
+    async def build_one(subtask_id: str) -> None:
+        async with gate, concurrency(BUILDERS_LIMIT, occupy=1, strict=False):
+            await builder(runtime, subtask_id)
+
+    async with asyncio.TaskGroup() as group:
+        for subtask_id in subtask_ids:
+            group.create_task(build_one(subtask_id))
+
+
+@flow(name="build", flow_run_name="build {task_id}/{run_id}")
+async def build_flow(
+    task_id: str,
+    run_id: str,
+    codex_block: str = DEFAULT_BLOCK,
+    vault_block: str = DEFAULT_BLOCK,
+) -> RunResult:
+    """Build every planned subtask (the one-subtask rule), then merge them for test."""
+    async with running_phase(
+        PhaseName.BUILD, task_id, run_id, codex_block=codex_block, vault_block=vault_block
+    ) as runtime:
+        subtask_ids = [s.id for s in runtime.handle.read().subtasks]
+        try:
+            await _build_all(runtime, subtask_ids)
+        finally:
+            await publish_subtasks(runtime.handle, runtime.handle.read())
+        result = merge(runtime)
+    return result

@@ -1,0 +1,217 @@
+"""The manager flow: one run of a task through plan, build, test and review.
+
+It opens (or resumes) the run, checks credentials before any agent call, runs each
+phase as a subflow, asks the approval gates, and finishes: final status, the
+``orchestrator.run.completed`` event, the mirror to the Runs API, and a summary
+artifact. Re-running it with the same ``run_id`` resumes: every step the manifest
+records as done (with intact artifacts) is skipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.client.orchestration import get_client
+
+from blocks import VaultCredentials
+from orchestrator.approvals import handover_markdown, plan_markdown
+from orchestrator.exceptions import (
+    InvalidInputError,
+    OrchestratorError,
+    RunFailedError,
+    RunNotFoundError,
+)
+from orchestrator.lifecycle import RunHandle, fail_run, finish_run, resume_run, start_run
+from orchestrator.workspace import Workspace
+from schemas import Decision, Gate, Plan, RunManifest, RunStatus, Verdict
+
+from ._artifacts import publish_summary
+from ._runtime import (
+    DEFAULT_BLOCK,
+    current_flow_run_id,
+    load_block,
+    open_credentials,
+    open_workspace,
+    quiet_subflow,
+    run_logger,
+)
+from .build import build_flow
+from .cloud_sync import emit_run_completed, mirror_run
+from .gates import approval_gate
+from .plan import plan_flow
+from .review import review_flow
+from .test import test_flow
+
+
+@flow(name="pipeline", flow_run_name="pipeline {task_file}{run_id}")
+async def pipeline(
+    task_file: str = "",
+    env: str = "dev",
+    run_id: str = "",
+    repo: str = "",
+    codex_block: str = DEFAULT_BLOCK,
+    vault_block: str = DEFAULT_BLOCK,
+    cloud_block: str = DEFAULT_BLOCK,
+) -> dict[str, Any]:
+    """Run a coding task through plan, build, test and review; or resume a run.
+
+    Args:
+        task_file: Path of the task spec (YAML or JSON) for a new run.
+        env: Environment: selects the Vault secret and the approval policy.
+        run_id: Resume this run (the task file is then taken from its manifest).
+        repo: Target repository path instead of the one the task names.
+        codex_block: Name of the Codex server settings block.
+        vault_block: Name of the Vault credentials block.
+        cloud_block: Name of the Codex Cloud endpoint block; empty to skip the mirror.
+    """
+    workspace = open_workspace()
+    handle = _open_run(workspace, task_file=task_file, env=env, run_id=run_id, repo=repo)
+    await _name_flow_run(handle)
+    blocks = {"codex_block": codex_block, "vault_block": vault_block}
+    if not handle.read().status.finished:
+        await _drive(handle, blocks)
+    manifest = handle.read()
+    await _finish(handle, manifest, cloud_block=cloud_block, vault_block=vault_block)
+    if manifest.status is RunStatus.FAILED:
+        raise RunFailedError(
+            f"run {handle.label} failed: {manifest.status_reason}",
+            run_id=handle.run_id,
+            reason=manifest.status_reason or "unknown",
+        )
+    return run_summary(handle, handle.read())
+
+
+def run_summary(handle: RunHandle, manifest: RunManifest) -> dict[str, Any]:
+    result = manifest.result
+    return {
+        "task_id": handle.task_id,
+        "run_id": handle.run_id,
+        "status": manifest.status.value,
+        "reason": manifest.status_reason,
+        "manifest": str(handle.manifest_path),
+        "result_branch": result.branch if result else None,
+        "sync": manifest.sync.state.value if manifest.sync else None,
+    }
+
+
+def _open_run(
+    workspace: Workspace, *, task_file: str, env: str, run_id: str, repo: str
+) -> RunHandle:
+    flow_run_id = current_flow_run_id()
+    if run_id:
+        try:
+            return resume_run(workspace, run_id, flow_run_id=flow_run_id)
+        except RunNotFoundError:
+            if not task_file:
+                raise
+    if not task_file:
+        raise InvalidInputError("give a task file to start a run, or the run id to resume")
+    return start_run(
+        workspace,
+        task_file=Path(task_file),
+        env=env,
+        repo=Path(repo) if repo else None,
+        run_id=run_id or None,
+        flow_run_id=flow_run_id,
+    )
+
+
+async def _name_flow_run(handle: RunHandle) -> None:
+    flow_run_id = current_flow_run_id()
+    if flow_run_id is None:
+        return
+    async with get_client() as client:
+        await client.update_flow_run(flow_run_id, name=handle.label)
+
+
+async def _drive(handle: RunHandle, blocks: dict[str, str]) -> None:
+    """Run the phases; any error marks the run failed with its reason (and is raised)."""
+    try:
+        await _check_credentials(handle, blocks["vault_block"])
+        await _run_phases(handle, blocks)
+    except Exception as exc:
+        if not handle.read().status.finished:
+            fail_run(handle, str(exc) or type(exc).__name__, error_type=type(exc).__name__)
+        raise
+
+
+async def _check_credentials(handle: RunHandle, vault_block: str) -> None:
+    """Fail before any agent call when Vault is down, sealed, forbidden or incomplete."""
+    vault = await load_block(VaultCredentials, vault_block)
+    with open_credentials(vault, handle.read().env, handle.workspace):
+        pass
+
+
+async def _run_phases(handle: RunHandle, blocks: dict[str, str]) -> None:
+    ids = {"task_id": handle.task_id, "run_id": handle.run_id, **blocks}
+    with quiet_subflow():
+        plan = await plan_flow(**ids)
+    if not await _gate(handle, Gate.PLAN, _plan_shown(handle, plan)):
+        return
+    with quiet_subflow():
+        await build_flow(**ids)
+        report = await test_flow(**ids)
+    if not report.passed:
+        fail_run(
+            handle,
+            f"tests failed: {report.command} exited {report.exit_code} "
+            f"({report.tests_failed} failed, {report.tests_passed} passed)",
+        )
+        return
+    with quiet_subflow():
+        verdict = await review_flow(**ids)
+    if verdict.verdict is Verdict.REQUEST_CHANGES:
+        fail_run(handle, "reviewer requested changes: " + "; ".join(verdict.reasons))
+        return
+    if await _gate(handle, Gate.HANDOVER, handover_markdown(handle.read())):
+        finish_run(handle, RunStatus.SUCCEEDED)
+
+
+def _plan_shown(handle: RunHandle, plan: Plan) -> str:
+    rows = [(s.id, s.title, "; ".join(s.acceptance), ", ".join(s.files)) for s in plan.subtasks]
+    return plan_markdown(handle, plan.summary, rows)
+
+
+async def _gate(handle: RunHandle, gate: Gate, shown: str) -> bool:
+    """True when approved; a rejection ends the run as ``rejected`` with its reason."""
+    policy = handle.read().approval_policy
+    assert policy is not None
+    mode, timeout = {
+        Gate.PLAN: (policy.plan, policy.plan_timeout_seconds),
+        Gate.HANDOVER: (policy.handover, policy.handover_timeout_seconds),
+    }[gate]
+    approval = await approval_gate(
+        handle,
+        gate.value,
+        gate,
+        shown=shown,
+        mode=mode,
+        timeout_seconds=timeout,
+        policy_source=policy.source,
+    )
+    if approval.decision is Decision.APPROVE:
+        return True
+    finish_run(
+        handle,
+        RunStatus.REJECTED,
+        reason=f"{gate.value} rejected by {approval.approver} ({approval.channel}): "
+        f"{approval.reason}",
+    )
+    return False
+
+
+async def _finish(
+    handle: RunHandle, manifest: RunManifest, *, cloud_block: str, vault_block: str
+) -> None:
+    """The finished run's event, its mirror to the Runs API (once), and its summary."""
+    logger = run_logger()
+    emit_run_completed(handle, manifest)
+    if cloud_block:
+        try:
+            await mirror_run(handle.task_id, handle.run_id, cloud_block, vault_block)
+        except OrchestratorError as exc:  # the run's work stands; the sync says why not
+            logger.warning("cloud sync not done: %s", exc)
+    await publish_summary(handle, handle.read())
+    logger.info("run %s %s; manifest %s", handle.label, manifest.status.value, handle.manifest_path)

@@ -1,0 +1,50 @@
+"""The plan phase: the planner splits the goal into subtasks (or the spec fixes them)."""
+
+from __future__ import annotations
+
+from prefect import flow, task
+
+from agents.steps import PLAN_STEP, plan_step
+from schemas import PhaseName, Plan
+
+from ._artifacts import publish_plan
+from ._runtime import (
+    AGENT_TASK_OPTIONS,
+    DEFAULT_BLOCK,
+    PhaseRuntime,
+    current_task_run_id,
+    event_logger,
+    run_logger,
+    running_phase,
+)
+
+
+@task(name="planner", task_run_name="planner {runtime.handle.label}", **AGENT_TASK_OPTIONS)
+async def planner(runtime: PhaseRuntime) -> Plan:
+    """One planner call (skipped when the manifest records it done)."""
+    logger = run_logger()
+    async with runtime.session() as session:
+        plan = await plan_step(
+            runtime.handle,
+            session,
+            on_event=event_logger(logger, PLAN_STEP),
+            task_run_id=current_task_run_id(),
+        )
+    logger.info("plan: %d subtasks: %s", len(plan.subtasks), ", ".join(s.id for s in plan.subtasks))
+    return plan
+
+
+@flow(name="plan", flow_run_name="plan {task_id}/{run_id}")
+async def plan_flow(
+    task_id: str,
+    run_id: str,
+    codex_block: str = DEFAULT_BLOCK,
+    vault_block: str = DEFAULT_BLOCK,
+) -> Plan:
+    """Plan a run: split the task's goal into subtasks, one builder call each."""
+    async with running_phase(
+        PhaseName.PLAN, task_id, run_id, codex_block=codex_block, vault_block=vault_block
+    ) as runtime:
+        plan = await planner(runtime)
+        await publish_plan(runtime.handle, plan)
+    return plan

@@ -1,0 +1,50 @@
+"""The review phase: the reviewer reads the diff and the test report and gives a verdict."""
+
+from __future__ import annotations
+
+from prefect import flow, task
+
+from agents.steps import REVIEW_STEP, review_step
+from schemas import PhaseName, ReviewVerdict
+
+from ._artifacts import publish_verdict
+from ._runtime import (
+    AGENT_TASK_OPTIONS,
+    DEFAULT_BLOCK,
+    PhaseRuntime,
+    current_task_run_id,
+    event_logger,
+    run_logger,
+    running_phase,
+)
+
+
+@task(name="reviewer", task_run_name="reviewer {runtime.handle.label}", **AGENT_TASK_OPTIONS)
+async def reviewer(runtime: PhaseRuntime) -> ReviewVerdict:
+    """One reviewer call (skipped when the manifest records it done)."""
+    logger = run_logger()
+    async with runtime.session() as session:
+        verdict = await review_step(
+            runtime.handle,
+            session,
+            on_event=event_logger(logger, REVIEW_STEP),
+            task_run_id=current_task_run_id(),
+        )
+    logger.info("review: %s (%s)", verdict.verdict.value, "; ".join(verdict.reasons))
+    return verdict
+
+
+@flow(name="review", flow_run_name="review {task_id}/{run_id}")
+async def review_flow(
+    task_id: str,
+    run_id: str,
+    codex_block: str = DEFAULT_BLOCK,
+    vault_block: str = DEFAULT_BLOCK,
+) -> ReviewVerdict:
+    """Review the merged result: approve, or request changes with reasons."""
+    async with running_phase(
+        PhaseName.REVIEW, task_id, run_id, codex_block=codex_block, vault_block=vault_block
+    ) as runtime:
+        verdict = await reviewer(runtime)
+        await publish_verdict(runtime.handle, verdict)
+    return verdict

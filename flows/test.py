@@ -1,0 +1,59 @@
+"""The test phase: the tester runs the project's test command on the merged result."""
+
+from __future__ import annotations
+
+from prefect import flow, task
+
+from agents.steps import TEST_STEP, test_step
+from schemas import PhaseName, TestReport
+
+from ._artifacts import publish_tests
+from ._runtime import (
+    AGENT_TASK_OPTIONS,
+    DEFAULT_BLOCK,
+    PhaseRuntime,
+    current_task_run_id,
+    event_logger,
+    run_logger,
+    running_phase,
+)
+
+
+@task(name="tester", task_run_name="tester {runtime.handle.label}", **AGENT_TASK_OPTIONS)
+async def tester(runtime: PhaseRuntime) -> TestReport:
+    """One tester call (skipped when the manifest records it done)."""
+    logger = run_logger()
+    async with runtime.session() as session:
+        report = await test_step(
+            runtime.handle,
+            session,
+            on_event=event_logger(logger, TEST_STEP),
+            task_run_id=current_task_run_id(),
+        )
+    logger.info(
+        "tests %s: exit %s, %d passed, %d failed",
+        "passed" if report.passed else "FAILED",
+        report.exit_code,
+        report.tests_passed,
+        report.tests_failed,
+    )
+    return report
+
+
+@flow(name="test", flow_run_name="test {task_id}/{run_id}")
+async def test_flow(
+    task_id: str,
+    run_id: str,
+    codex_block: str = DEFAULT_BLOCK,
+    vault_block: str = DEFAULT_BLOCK,
+) -> TestReport:
+    """Run the target project's tests on the merged result; the report has real exit codes."""
+    async with running_phase(
+        PhaseName.TEST, task_id, run_id, codex_block=codex_block, vault_block=vault_block
+    ) as runtime:
+        report = await tester(runtime)
+        await publish_tests(runtime.handle, report)
+    return report
+
+
+test_flow.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
