@@ -97,15 +97,15 @@ def _run_pipeline(**parameters: Any) -> None:
     try:
         summary: dict[str, Any] = state.result(raise_on_failure=True)
     except RunFailedError as exc:
-        _print_outcome(Workspace.open(Settings()), exc.run_id)
+        print_outcome(Workspace.open(Settings()), exc.run_id)
         raise
     workspace = Workspace.open(Settings())
-    manifest = _print_outcome(workspace, summary["run_id"])
+    manifest = print_outcome(workspace, summary["run_id"])
     if manifest.status is RunStatus.REJECTED:
         raise OrchestratorError(f"run {summary['run_id']} was rejected: {manifest.status_reason}")
 
 
-def _print_outcome(workspace: Workspace, run_id: str) -> RunManifest:
+def print_outcome(workspace: Workspace, run_id: str) -> RunManifest:
     ref: RunRef = workspace.store.find(run_id)
     manifest = workspace.store.read(ref.task_id, ref.run_id)
     table = Table(title=f"{ref.task_id}/{ref.run_id}: {manifest.status.value}", show_header=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from flows.pipeline import pipeline
 from orchestrator.runstore import load_manifest
 from schemas import RunStatus, StepStatus, schema_errors
 from tests.flows.conftest import Stack
+from tests.flows.test_resume import EXPECTED_DIFF, result_diff
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -57,6 +59,46 @@ async def test_sample_task_runs_end_to_end(stack: Stack, tmp_path: Path) -> None
     assert all(s.builder_calls == 1 for s in manifest.subtasks)
     assert manifest.result is not None and manifest.result.branch is not None
     assert "textkit/__init__.py" in changed_files(stack.repo, manifest.result.branch)
+    diff = result_diff(stack.repo, manifest)
+    if os.environ.get("UPDATE_EXPECTED_DIFF"):  # after changing the sample replay scripts
+        EXPECTED_DIFF.write_text(diff)
+    assert diff == EXPECTED_DIFF.read_text()
     tests = run_tests_on(stack.repo, manifest.result.branch, tmp_path / "checkout")
     assert tests.returncode == 0, tests.stdout
     assert "passed" in tests.stdout
+
+
+async def test_phase_flow_runs_and_artifacts_read_back_through_the_api(stack: Stack) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    task_file = stack.task("add-word-stats.yaml")  # fixed subtasks, parallel mode
+    summary = await pipeline(task_file=str(task_file), repo=str(stack.repo))
+    assert summary["status"] == "succeeded", summary
+    label = f"{summary['task_id']}/{summary['run_id']}"
+    manifest = load_manifest(stack.workspace.store.find(summary["run_id"]).manifest_path)
+    assert manifest.mode.mode.value == "parallel"
+
+    async with get_client() as client:
+        runs = {
+            phase: await client.read_flow_run(getattr(manifest.phases, phase).flow_run_id)
+            for phase in ("plan", "build", "test", "review")
+        }
+        manager = await client.read_flow_run(manifest.flow_run_id)
+        keys = [
+            f"{what}-{summary['task_id']}-{summary['run_id']}".lower()
+            for what in ("plan", "subtasks", "tests", "review", "run")
+        ]
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys))
+        )
+
+    assert manager.name == label
+    assert manager.state is not None and manager.state.is_completed()
+    for phase, run in runs.items():
+        assert run.name == f"{phase} {label}"
+        assert run.state is not None and run.state.is_completed(), phase
+        assert run.parent_task_run_id is not None  # a subflow of the manager
+    assert {a.key for a in artifacts} == set(keys)
+    run_summary = next(a for a in artifacts if a.key == keys[-1])
+    assert str(stack.workspace.store.find(summary["run_id"]).manifest_path) in str(run_summary.data)
