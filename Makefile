@@ -39,5 +39,13 @@ lint: setup
 schemas: setup
 	$(BIN)/orchestrator schemas export
 
+# The local dev stack (docs/deployments.md): Prefect server and UI, a worker, the dev Vault,
+# the reference Runs API and the replay model, all recorded under .serve/ and stopped by PID.
+serve: setup
+	$(BIN)/orchestrator serve
+
+stop:
+	@if test -x $(BIN)/orchestrator; then $(BIN)/orchestrator stop; else echo "no $(VENV): nothing to stop"; fi
+
 clean:
 	rm -rf $(VENV) .runs out work .pytest_cache

@@ -8,7 +8,7 @@ import typer
 
 from orchestrator.exceptions import InvalidInputError, OrchestratorError
 
-from . import _cloud, _core, _demo, _dev, _run
+from . import _cloud, _core, _demo, _dev, _run, _serve
 from ._console import err_console
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ _run.register(app)
 _cloud.register(app)
 _dev.register(app)
 _demo.register(app)
+_serve.register(app)
 
 EXIT_FAILURE, EXIT_BAD_INPUT = 1, 2
 

@@ -1,0 +1,120 @@
+"""``orchestrator serve`` and ``orchestrator stop``: the local dev stack (``make serve``).
+
+``serve`` starts everything detached (see :mod:`orchestrator.cli.devstack`), prints
+where each part is, and returns; ``stop`` stops exactly the processes it recorded, by
+PID. Both work on a state folder (default ``.serve``). No secret is printed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.exceptions import InvalidInputError
+
+from ._console import console
+from .devstack import DEFAULT_PORT, DevStack, RealModel, StackInfo, model_key_warning, stop_stack
+
+StateDirOption = Annotated[
+    Path, typer.Option("--state-dir", help="Folder for pids, logs, databases and the Prefect home.")
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command()(stop)
+
+
+def serve(
+    state_dir: StateDirOption = Path(".serve"),
+    port: Annotated[int, typer.Option("--port", help="Port of the Prefect server and UI.")] = (
+        DEFAULT_PORT
+    ),
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            envvar="ORCHESTRATOR_HOME",
+            help="Where runs land (.runs/, out/, work/); default: the current folder.",
+        ),
+    ] = None,
+    model_url: Annotated[
+        str | None,
+        typer.Option(
+            "--model-url",
+            envvar="ORCHESTRATOR_MODEL_URL",
+            help="A real Responses API base URL instead of the replay provider.",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", envvar="ORCHESTRATOR_MODEL", help="The model, with --model-url."),
+    ] = None,
+) -> None:
+    """Start the local dev stack: Prefect server and UI, worker, Vault, Runs API, model.
+
+    Also creates the work pool, saves the blocks, deploys prefect.yaml and prepares the
+    sample repository. Returns once the UI answers and the worker is online; stop
+    everything with 'orchestrator stop'.
+    """
+    real = _real_model(model_url, model)
+    stack = DevStack(state_dir=state_dir, home=home or Path.cwd(), port=port, model=real)
+    _say(f"starting the dev stack in {state_dir} (logs in {state_dir / 'logs'}) ...")
+    info = stack.start()
+    _print_info(info)
+
+
+def stop(state_dir: StateDirOption = Path(".serve")) -> None:
+    """Stop every process 'orchestrator serve' started (recorded in the state folder)."""
+    stopped = stop_stack(state_dir)
+    if not stopped:
+        _say(f"nothing running from {state_dir}")
+        return
+    names = ", ".join(f"{s.name} (pid {s.pid})" for s in stopped)
+    _say(f"stopped {names}")
+
+
+def _real_model(model_url: str | None, model: str | None) -> RealModel | None:
+    if model_url is None:
+        if model is not None:
+            raise InvalidInputError("--model needs --model-url (the replay provider has one model)")
+        return None
+    if not model:
+        raise InvalidInputError("--model-url needs --model (e.g. --model gpt-5-codex)")
+    warning = model_key_warning()
+    if warning:
+        _say(f"warning: {warning}")
+    return RealModel(base_url=model_url, model=model)
+
+
+def _print_info(info: StackInfo) -> None:
+    rows = [
+        ("Prefect UI", info.ui_url),
+        ("Prefect API", f"{info.api_url}   (export PREFECT_API_URL={info.api_url})"),
+        ("work pool", f"{info.work_pool} (process), worker online"),
+        ("deployments", ", ".join(info.deployments)),
+        ("nightly", info.nightly_schedule or "(no schedule)"),
+        ("Vault (dev)", f"{info.vault_address}  env {info.env}; secrets in memory"),
+        ("Runs API", f"{info.runs_api_url}  workspace {info.cloud_workspace}"),
+        ("model", f"{info.model} at {info.model_url}" + _fixtures(info)),
+        ("sample repo", str(info.sample_repo)),
+        ("run data", f"{info.home}/.runs  (orchestrator runs / show RUN)"),
+    ]
+    _say(f"dev stack ready in {info.started_in_seconds:.1f} s:")
+    for label, value in rows:
+        _say(f"  {label:<12} {value}")
+    _say("Run the sample: open the UI > Deployments > pipeline > Run > Custom run, or")
+    _say(f"  PREFECT_API_URL={info.api_url} prefect deployment run pipeline/pipeline")
+    _say(f"Prefect UI: {info.ui_url}")
+    _say("Stop everything with: make stop")
+
+
+def _fixtures(info: StackInfo) -> str:
+    return f" (replay fixtures {info.replay_fixtures})" if info.replay_fixtures else ""
+
+
+def _say(text: str) -> None:
+    """Print one line as is: no wrapping (commands must paste whole), no markup."""
+    console.print(text, soft_wrap=True, markup=False)

@@ -1,0 +1,92 @@
+"""The dev stack of ``make serve``, started once for these tests through the real CLI.
+
+``orchestrator serve`` runs as a subprocess on a free port, with its state folder and
+orchestrator home in a temporary folder (a fresh Prefect database, like a fresh clone).
+At the end ``orchestrator stop`` runs, and the teardown fails if any process of the
+stack (recorded ones, their descendants, their sessions: flow runs, codex servers)
+is still alive.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli.devstack import (
+    StackInfo,
+    free_port,
+    read_stack,
+    stack_processes,
+    still_running,
+)
+
+HERE = Path(__file__).resolve().parent
+CLI = [str(Path(sys.executable).parent / "orchestrator")]  # the real console script
+SERVE_TIMEOUT = 120
+STOP_TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class Served:
+    """A running dev stack and how long ``orchestrator serve`` took to return."""
+
+    info: StackInfo
+    state_dir: Path
+    ready_seconds: float
+    output: str
+
+    @property
+    def api_url(self) -> str:
+        return self.info.api_url
+
+    @property
+    def home(self) -> Path:
+        return self.info.home
+
+
+def orchestrator(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run the ``orchestrator`` command line (with ``serve``/``stop``) as a subprocess."""
+    env = {k: v for k, v in os.environ.items() if k != "ORCHESTRATOR_HOME"}
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        env={**env, "COLUMNS": "200"},
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    base = tmp_path_factory.mktemp("served")
+    state_dir, home = base / "state", base / "home"
+    started = time.monotonic()
+    done = orchestrator(
+        "serve", "--state-dir", str(state_dir), "--home", str(home), "--port", str(free_port()),
+        timeout=SERVE_TIMEOUT,
+    )  # fmt: skip
+    ready_seconds = time.monotonic() - started
+    try:
+        assert done.returncode == 0, f"serve failed:\n{done.stdout}\n{done.stderr}"
+        info = read_stack(state_dir).info
+        assert info is not None
+        yield Served(info, state_dir, ready_seconds, done.stdout)
+    finally:
+        _stop_and_check(state_dir)
+
+
+def _stop_and_check(state_dir: Path) -> None:
+    """``orchestrator stop``; fail if any process of the stack outlives it."""
+    processes = stack_processes(state_dir)
+    done = orchestrator("stop", "--state-dir", str(state_dir), timeout=STOP_TIMEOUT)
+    left = still_running(processes)
+    assert done.returncode == 0, f"stop failed:\n{done.stdout}\n{done.stderr}"
+    assert not left, f"processes left after 'orchestrator stop': {left}"

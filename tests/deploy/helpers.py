@@ -1,0 +1,66 @@
+"""Talking to the served stack: the Prefect API client, waiting for runs, reading manifests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from orchestrator.runstore import load_manifest
+from orchestrator.settings import Settings
+from orchestrator.workspace import Workspace
+from schemas import RunManifest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+RUN_TIMEOUT = 120.0
+
+
+@contextmanager
+def prefect_client(api_url: str) -> Iterator[SyncPrefectClient]:
+    """A Prefect API client for ``api_url`` (this process's settings left as they were)."""
+    with (
+        temporary_settings(updates={PREFECT_API_URL: api_url}),
+        get_client(sync_client=True) as client,
+    ):
+        yield client
+
+
+def trigger(client: SyncPrefectClient, name: str, **parameters: Any) -> FlowRun:
+    """Create a flow run of deployment ``flow/deployment`` with ``parameters``."""
+    deployment = client.read_deployment_by_name(name)
+    return client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+
+
+def wait_final(
+    client: SyncPrefectClient, flow_run_id: UUID, *, timeout: float = RUN_TIMEOUT
+) -> FlowRun:
+    """Poll until the flow run is in a final state (bounded by ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = client.read_flow_run(flow_run_id)
+        if run.state is not None and run.state.is_final():
+            return run
+        if time.monotonic() > deadline:
+            state = run.state.name if run.state else "no state"
+            raise TimeoutError(f"flow run {run.name} still {state} after {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def manifests(home: Path) -> list[tuple[Path, RunManifest]]:
+    """Every run under ``home``: manifest path and the validated manifest."""
+    store = Workspace.open(Settings(home=home)).store
+    return [(ref.manifest_path, load_manifest(ref.manifest_path)) for ref in store.list_runs()]
+
+
+def manifest_of(home: Path, flow_run_id: UUID) -> tuple[Path, RunManifest]:
+    """The run whose manifest names ``flow_run_id``."""
+    found = [(p, m) for p, m in manifests(home) if m.flow_run_id == str(flow_run_id)]
+    assert len(found) == 1, f"{len(found)} manifests name flow run {flow_run_id}"
+    return found[0]

@@ -1,0 +1,144 @@
+"""``make serve`` end to end: ready in time, deployments from prefect.yaml, real runs.
+
+Every run goes through the Prefect API to the work pool, where the real worker picks
+it up and runs it in a process of its own (codex against the replay model, the dev
+Vault, the reference Runs API).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import UUID
+
+import httpx
+import pytest
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+
+from orchestrator.cli.devstack import read_secret_id, stack_processes
+from schemas import RunStatus, schema_errors
+
+from .conftest import Served
+from .helpers import EXAMPLES, manifest_of, manifests, prefect_client, trigger, wait_final
+
+pytestmark = pytest.mark.integration
+
+DEPLOYMENTS = [
+    "build/build",
+    "nightly/nightly",
+    "pipeline/pipeline",
+    "plan/plan",
+    "review/review",
+    "sync-backlog/sync-backlog",
+    "test/test",
+]
+
+
+def test_serve_is_ready_within_60_seconds(served: Served) -> None:
+    assert served.ready_seconds < 60, served.output
+    ui = httpx.get(served.info.ui_url, timeout=10)
+    assert ui.status_code == 200 and "<html" in ui.text.lower()
+    workers = httpx.post(f"{served.api_url}/work_pools/local/workers/filter", json={}, timeout=10)
+    assert [w["status"] for w in workers.json()] == ["ONLINE"]
+    assert f"Prefect UI: {served.info.ui_url}" in served.output
+    assert sorted(served.info.deployments) == DEPLOYMENTS
+
+
+def test_the_worker_secret_is_only_in_its_0600_file_and_environments(served: Served) -> None:
+    secret_file = served.state_dir / "approle-dev.env"
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    secret_id = read_secret_id(served.state_dir).get_secret_value()
+    assert len(secret_id) > 8
+    for pid in stack_processes(served.state_dir):
+        with contextlib.suppress(OSError):
+            assert secret_id.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert secret_id not in (served.state_dir / "stack.json").read_text()
+    assert secret_id not in "".join(
+        log.read_text() for log in (served.state_dir / "logs").iterdir()
+    )
+
+
+def test_nightly_schedule_reads_back_through_the_api(served: Served) -> None:
+    with prefect_client(served.api_url) as client:
+        deployment = client.read_deployment_by_name("nightly/nightly")
+        assert len(deployment.schedules) == 1
+        schedule = deployment.schedules[0]
+        assert schedule.active
+        assert schedule.schedule.cron == "0 2 * * *"  # type: ignore[union-attr]
+        assert schedule.schedule.timezone == "UTC"  # type: ignore[union-attr]
+        first = next_scheduled_start(client, deployment.id)
+    assert (first.hour, first.minute) == (2, 0)
+    assert first - datetime.now(UTC) <= timedelta(days=1)
+
+
+def next_scheduled_start(client: SyncPrefectClient, deployment_id: UUID) -> datetime:
+    """The earliest run the server scheduled for the deployment (waits up to 15 s)."""
+    deadline = time.monotonic() + 15
+    while True:
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+            ),
+        )
+        starts = sorted(r.expected_start_time for r in runs if r.expected_start_time)
+        if starts:
+            return starts[0].astimezone(UTC)
+        assert time.monotonic() < deadline, "the server scheduled no nightly run"
+        time.sleep(0.5)
+
+
+def test_pipeline_deployment_runs_a_task_to_a_valid_manifest(served: Served) -> None:
+    task_file = EXAMPLES / "tasks" / "add-text-helpers.yaml"
+    with prefect_client(served.api_url) as client:
+        flow_run = trigger(
+            client,
+            "pipeline/pipeline",
+            task_file=str(task_file),
+            env="dev",
+            repo=str(served.info.sample_repo),
+        )
+        final = wait_final(client, flow_run.id)
+    assert final.state is not None and final.state.is_completed(), final.state
+    path, manifest = manifest_of(served.home, flow_run.id)
+    assert manifest.status is RunStatus.SUCCEEDED
+    assert manifest.task.path == str(task_file)
+    assert manifest.sync is not None and manifest.sync.state.value == "synced"
+    assert schema_errors("run-manifest", json.loads(path.read_text())) is None
+    assert final.name == f"{manifest.task_id}/{manifest.run_id}"
+
+
+def test_nightly_run_processes_two_queued_sample_tasks(served: Served, tmp_path: Path) -> None:
+    queue = served.home / "queue"
+    queue.mkdir(parents=True, exist_ok=True)
+    for name in ("add-text-helpers.yaml", "add-word-stats.yaml"):
+        shutil.copy(EXAMPLES / "tasks" / name, queue / name)
+    no_nightly_tasks = tmp_path / "tasks"
+    no_nightly_tasks.mkdir()
+    before = {p for p, _ in manifests(served.home)}
+    with prefect_client(served.api_url) as client:
+        flow_run = trigger(
+            client,
+            "nightly/nightly",
+            tasks_dir=str(no_nightly_tasks),
+            repo=str(served.info.sample_repo),
+        )
+        final = wait_final(client, flow_run.id, timeout=180)
+    assert final.state is not None and final.state.is_completed(), final.state
+    new = [m for p, m in manifests(served.home) if p not in before]
+    assert sorted(m.task_id for m in new) == ["add-text-helpers", "add-word-stats"]
+    assert all(m.status is RunStatus.SUCCEEDED for m in new)
+    assert all(Path(m.task.path).parent == queue / "done" for m in new)
+    assert sorted(p.name for p in queue.iterdir()) == ["done"]
