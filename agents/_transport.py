@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import signal
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -197,6 +198,18 @@ class CodexProcess:
                     await stream.aclose()
 
 
+def _dies_with_parent(command: list[str]) -> list[str]:
+    """``command`` run so that it gets SIGKILL when this process dies, however it dies.
+
+    codex runs in its own session (so a signal to our process group does not reach it)
+    and does not exit on stdin EOF while a turn waits (for the model or an approval):
+    without a parent-death signal a SIGKILLed orchestrator would leave it running.
+    ``setpriv`` (util-linux) sets the signal and then execs codex, keeping its PID.
+    """
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *command] if setpriv else command
+
+
 @asynccontextmanager
 async def open_codex_process(
     command: list[str], *, env: Mapping[str, str], cwd: Path, tap: Tap
@@ -206,7 +219,9 @@ async def open_codex_process(
     Raises:
         OSError: the executable could not be started.
     """
-    process = await anyio.open_process(command, env=dict(env), cwd=cwd, start_new_session=True)
+    process = await anyio.open_process(
+        _dies_with_parent(command), env=dict(env), cwd=cwd, start_new_session=True
+    )
     read_writer, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](
         math.inf
     )
