@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from orchestrator.lifecycle import RunHandle
 from schemas import Plan, ReviewVerdict, RunManifest, TestReport
@@ -25,7 +25,7 @@ async def publish_plan(handle: RunHandle, plan: Plan) -> None:
         }
         for s in plan.subtasks
     ]
-    await create_table_artifact(
+    await acreate_table_artifact(
         rows,
         key=artifact_key(handle, "plan"),
         description=f"Plan of {handle.label}: {plan.summary}",
@@ -43,7 +43,7 @@ async def publish_subtasks(handle: RunHandle, manifest: RunManifest) -> None:
         }
         for s in manifest.subtasks
     ]
-    await create_table_artifact(
+    await acreate_table_artifact(
         rows, key=artifact_key(handle, "subtasks"), description=f"Subtasks of {handle.label}"
     )
 
@@ -58,7 +58,7 @@ async def publish_tests(handle: RunHandle, report: TestReport) -> None:
         f"{report.tests_failed} | {report.tests_errored} | {report.tests_skipped} |\n\n"
         f"{report.summary}\n"
     )
-    await create_markdown_artifact(
+    await acreate_markdown_artifact(
         markdown, key=artifact_key(handle, "tests"), description=f"Tests of {handle.label}"
     )
 
@@ -66,7 +66,7 @@ async def publish_tests(handle: RunHandle, report: TestReport) -> None:
 async def publish_verdict(handle: RunHandle, verdict: ReviewVerdict) -> None:
     reasons = "\n".join(f"- {reason}" for reason in verdict.reasons)
     markdown = f"## Review: {verdict.verdict.value}\n\n{verdict.summary}\n\n{reasons}\n"
-    await create_markdown_artifact(
+    await acreate_markdown_artifact(
         markdown, key=artifact_key(handle, "review"), description=f"Review of {handle.label}"
     )
 
@@ -87,7 +87,7 @@ async def publish_summary(handle: RunHandle, manifest: RunManifest) -> None:
         lines.append(f"- cloud sync: {manifest.sync.state.value}")
     if result and result.diff_stat:
         lines += ["", "```", result.diff_stat, "```"]
-    await create_markdown_artifact(
+    await acreate_markdown_artifact(
         "\n".join(lines) + "\n",
         key=artifact_key(handle, "run"),
         description=f"Summary of {handle.label}",

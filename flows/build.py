@@ -19,9 +19,9 @@ from schemas import ExecutionMode, PhaseName, RunResult, SubtaskRecord
 
 from ._artifacts import publish_subtasks
 from ._runtime import (
-    AGENT_TASK_OPTIONS,
     DEFAULT_BLOCK,
     PhaseRuntime,
+    agent_task,
     current_task_run_id,
     event_logger,
     run_logger,
@@ -31,7 +31,7 @@ from ._runtime import (
 BUILDERS_LIMIT = "codex-builders"
 
 
-@task(name="builder", task_run_name="builder {subtask_id}", **AGENT_TASK_OPTIONS)
+@agent_task("builder", run_name="builder {subtask_id}")
 async def builder(runtime: PhaseRuntime, subtask_id: str) -> SubtaskRecord:
     """One builder call for exactly one subtask (skipped when the manifest records it done)."""
     logger = run_logger()

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from prefect import flow, task
+from prefect import flow
 
 from agents.steps import PLAN_STEP, plan_step
 from schemas import PhaseName, Plan
 
 from ._artifacts import publish_plan
 from ._runtime import (
-    AGENT_TASK_OPTIONS,
     DEFAULT_BLOCK,
     PhaseRuntime,
+    agent_task,
     current_task_run_id,
     event_logger,
     run_logger,
@@ -19,7 +19,7 @@ from ._runtime import (
 )
 
 
-@task(name="planner", task_run_name="planner {runtime.handle.label}", **AGENT_TASK_OPTIONS)
+@agent_task("planner", run_name="planner {runtime.handle.label}")
 async def planner(runtime: PhaseRuntime) -> Plan:
     """One planner call (skipped when the manifest records it done)."""
     logger = run_logger()

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from prefect import flow, task
+from prefect import flow
 
 from agents.steps import REVIEW_STEP, review_step
 from schemas import PhaseName, ReviewVerdict
 
 from ._artifacts import publish_verdict
 from ._runtime import (
-    AGENT_TASK_OPTIONS,
     DEFAULT_BLOCK,
     PhaseRuntime,
+    agent_task,
     current_task_run_id,
     event_logger,
     run_logger,
@@ -19,7 +19,7 @@ from ._runtime import (
 )
 
 
-@task(name="reviewer", task_run_name="reviewer {runtime.handle.label}", **AGENT_TASK_OPTIONS)
+@agent_task("reviewer", run_name="reviewer {runtime.handle.label}")
 async def reviewer(runtime: PhaseRuntime) -> ReviewVerdict:
     """One reviewer call (skipped when the manifest records it done)."""
     logger = run_logger()

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from prefect import flow, task
+from prefect import flow
 
 from agents.steps import TEST_STEP, test_step
 from schemas import PhaseName, TestReport
 
 from ._artifacts import publish_tests
 from ._runtime import (
-    AGENT_TASK_OPTIONS,
     DEFAULT_BLOCK,
     PhaseRuntime,
+    agent_task,
     current_task_run_id,
     event_logger,
     run_logger,
@@ -19,7 +19,7 @@ from ._runtime import (
 )
 
 
-@task(name="tester", task_run_name="tester {runtime.handle.label}", **AGENT_TASK_OPTIONS)
+@agent_task("tester", run_name="tester {runtime.handle.label}")
 async def tester(runtime: PhaseRuntime) -> TestReport:
     """One tester call (skipped when the manifest records it done)."""
     logger = run_logger()

@@ -12,7 +12,7 @@ from .approval import Approval
 from .sync import SyncRecord
 from .task import CommandPolicy, GateMode, TaskSpec
 
-MANIFEST_SCHEMA_VERSION = 1
+MANIFEST_SCHEMA_VERSION: Literal[1] = 1
 
 
 class RunStatus(StrEnum):

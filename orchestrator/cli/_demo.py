@@ -9,7 +9,6 @@ the manifest is, and stops everything it started.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 from pathlib import Path
@@ -18,13 +17,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from orchestrator.exceptions import OrchestratorError, RunFailedError
+from orchestrator.exceptions import OrchestratorError
 from orchestrator.settings import Settings
 from orchestrator.workspace import Workspace
 from schemas import RunManifest, RunStatus
 
 from ._console import console
-from ._run import print_outcome
+from ._run import print_outcome, run_pipeline
 
 DEMO_TASK = Path(__file__).resolve().parents[2] / "examples" / "tasks" / "add-text-helpers.yaml"
 
@@ -84,18 +83,8 @@ def _start(devstack: Any, state: Path, home: Path) -> tuple[Path, str]:
 
 
 def _run(task: Path, repo: Path) -> str:
-    """Run the pipeline; the run id, whether the run succeeded or not."""
-    from flows.pipeline import pipeline
-
     console.print(f"\n[bold]running {task.name}[/bold] against {repo} ...\n")
-    state = asyncio.run(
-        pipeline(task_file=str(task.resolve()), repo=str(repo), return_state=True)  # type: ignore[call-overload]
-    )
-    try:
-        summary: dict[str, Any] = state.result(raise_on_failure=True)
-    except RunFailedError as exc:
-        return exc.run_id
-    return str(summary["run_id"])
+    return run_pipeline(task_file=str(task.resolve()), repo=str(repo))
 
 
 def _explain(manifest: RunManifest, repo: Path, cloud_url: str) -> None:

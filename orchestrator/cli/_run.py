@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -21,6 +21,9 @@ from orchestrator.settings import Settings
 from orchestrator.taskspec import load_task_spec, resolve_repo
 from orchestrator.workspace import Workspace
 from schemas import RunManifest, RunStatus
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import State
 
 from ._console import console, err_console
 from ._core import RunArg, TaskArg
@@ -90,19 +93,37 @@ def resume(
     )
 
 
-def _run_pipeline(**parameters: Any) -> None:
+def run_pipeline(**parameters: Any) -> str:
+    """Run the manager flow in this process; the run id, whether the run succeeded or not.
+
+    Raises:
+        InvalidInputError: the flow refused its input before a run existed.
+        OrchestratorError: the flow failed before a run existed.
+    """
     from flows.pipeline import pipeline
 
-    state = asyncio.run(pipeline(**parameters, return_state=True))  # type: ignore[call-overload]
+    async def flow_state() -> State[dict[str, Any]]:
+        return await pipeline(**parameters, return_state=True)
+
+    state = asyncio.run(flow_state())
     try:
         summary: dict[str, Any] = state.result(raise_on_failure=True)
     except RunFailedError as exc:
-        print_outcome(Workspace.open(Settings()), exc.run_id)
-        raise
-    workspace = Workspace.open(Settings())
-    manifest = print_outcome(workspace, summary["run_id"])
+        return exc.run_id
+    return str(summary["run_id"])
+
+
+def _run_pipeline(**parameters: Any) -> None:
+    run_id = run_pipeline(**parameters)
+    manifest = print_outcome(Workspace.open(Settings()), run_id)
+    if manifest.status is RunStatus.FAILED:
+        raise RunFailedError(
+            f"run {run_id} failed: {manifest.status_reason}",
+            run_id=run_id,
+            reason=manifest.status_reason or "unknown",
+        )
     if manifest.status is RunStatus.REJECTED:
-        raise OrchestratorError(f"run {summary['run_id']} was rejected: {manifest.status_reason}")
+        raise OrchestratorError(f"run {run_id} was rejected: {manifest.status_reason}")
 
 
 def print_outcome(workspace: Workspace, run_id: str) -> RunManifest:
