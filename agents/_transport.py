@@ -207,7 +207,9 @@ def _dies_with_parent(command: list[str]) -> list[str]:
     ``setpriv`` (util-linux) sets the signal and then execs codex, keeping its PID.
     """
     setpriv = shutil.which("setpriv")
-    return [setpriv, "--pdeathsig", "KILL", "--", *command] if setpriv else command
+    if setpriv is None or shutil.which(command[0]) is None:
+        return command  # a missing executable still fails to start, with its own error
+    return [setpriv, "--pdeathsig", "KILL", "--", *command]
 
 
 @asynccontextmanager
