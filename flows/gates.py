@@ -3,39 +3,64 @@
 A person's gate is ``pause_flow_run`` with a typed input form whose description shows
 what is decided (the plan, the diff stat, the command), and always a timeout: its
 expiry counts as a rejection with reason ``timeout``. Next to the pause, the flow run
-gets a small input ``orchestrator-gate-<key>`` naming the run and the gate, so
-``orchestrator approvals`` can list what waits from any machine with the Prefect API.
+gets two small inputs, so ``orchestrator approvals`` can list what waits, and explain
+what was decided, from any machine with the Prefect API:
+
+- ``orchestrator-gate-<approval id>``: a :class:`GateNotice` (run, gate, summary), written
+  before the pause;
+- ``orchestrator-decision-<approval id>``: a :class:`DecisionNotice`, once decided.
+
+The pause key is the approval id, so the form's own inputs are
+``paused-<approval id>-description``, ``-schema`` and ``-response``.
+
+Codex's exec/patch requests that the command policy does not decide reach a person the
+same way (:class:`CommandEscalation`): the flow run that makes the agent call pauses,
+one request at a time.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
 
+import anyio
+from prefect import get_run_logger
 from prefect.client.orchestration import get_client
-from prefect.exceptions import FlowPauseTimeout
+from prefect.client.schemas.objects import StateType
+from prefect.context import FlowRunContext
+from prefect.exceptions import FlowPauseTimeout, MissingContextError, PrefectHTTPStatusError
 from prefect.flow_runs import apause_flow_run
 from prefect.input import RunInput
 from prefect.input.actions import acreate_flow_run_input
+from prefect.logging.loggers import get_logger
+from prefect.runtime import flow_run, task_run
 from prefect.states import Running
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.config import JsonDict
 
+from agents.approvals import ApprovalAnswer, ApprovalRequest
 from orchestrator.approvals import (
+    command_approval_id,
+    command_markdown,
+    command_summary,
+    gate_summary,
     policy_decision,
     record_decision,
     request_approval,
     timeout_decision,
 )
 from orchestrator.lifecycle import RunHandle
-from schemas import Approval, ApprovalDecision, Channel, Decision, Gate, GateMode
-
-from ._runtime import current_flow_run_id, run_logger
+from schemas import Approval, ApprovalDecision, Channel, Decision, Gate, GateMode, utc_now
 
 GATE_INPUT_PREFIX = "orchestrator-gate-"
+DECISION_INPUT_PREFIX = "orchestrator-decision-"
 POLL_SECONDS = 1
 
-_REASON_ON_REJECT = {
+_NOT_BLANK = r"\S"
+_REASON_ON_REJECT: JsonDict = {
     "if": {"properties": {"decision": {"const": "reject"}}, "required": ["decision"]},
-    "then": {"properties": {"reason": {"minLength": 1}}, "required": ["reason"]},
+    "then": {"properties": {"reason": {"pattern": _NOT_BLANK}}, "required": ["reason"]},
 }
 
 
@@ -45,11 +70,43 @@ class ApprovalForm(RunInput):
     model_config = ConfigDict(json_schema_extra={"allOf": [_REASON_ON_REJECT]})
 
     decision: Decision = Field(title="Decision", description="approve or reject")
-    approver: str = Field(title="Approver", description="Your name.", min_length=1)
+    approver: str = Field(
+        title="Approver", description="Your name.", min_length=1, pattern=_NOT_BLANK
+    )
     reason: str = Field(default="", title="Reason", description="Required to reject.")
     channel: Literal["ui", "cli"] = Field(
         default="ui", title="Channel", description="Set by the tool that resumes; leave it."
     )
+
+
+class GateNotice(BaseModel):
+    """What a paused flow run waits for: the flow run input ``orchestrator-gate-<id>``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    task_id: str
+    run_id: str
+    gate: Gate
+    approval_id: str
+    summary: str = ""
+    requested_at: datetime
+    timeout_seconds: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.task_id}/{self.run_id}"
+
+
+class DecisionNotice(BaseModel):
+    """How a gate was decided: the flow run input ``orchestrator-decision-<id>``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    decision: Decision
+    approver: str
+    reason: str = ""
+    channel: Channel
+    decided_at: datetime
 
 
 async def approval_gate(
@@ -61,69 +118,206 @@ async def approval_gate(
     mode: GateMode,
     timeout_seconds: int,
     policy_source: str,
+    summary: str | None = None,
 ) -> Approval:
-    """Ask for the gate's decision (policy or person) and record it; asked once per run."""
-    flow_run_id = current_flow_run_id()
+    """Ask for the gate's decision (policy or person) and record it; asked once per run.
+
+    Args:
+        handle: The run.
+        approval_id: Unique within the run; also the pause key.
+        gate: Which gate.
+        shown: The markdown the approver sees (recorded with its hash).
+        mode: ``auto``: the policy approves; ``required``: a person decides.
+        timeout_seconds: How long a person has; then it is rejected with reason timeout.
+        policy_source: Where the policy came from (recorded with a policy decision).
+        summary: One line for lists of waiting runs; by default from the manifest.
+    """
     approval = request_approval(
         handle,
         approval_id,
         gate,
         shown=shown,
         timeout_seconds=timeout_seconds,
-        flow_run_id=flow_run_id,
+        flow_run_id=current_flow_run_id(),
     )
     if approval.decision is not None:
         return approval
     decision = policy_decision(mode, policy_source)
     if decision is None:
-        decision = await _ask_a_person(handle, approval_id, gate, shown, timeout_seconds)
-    return record_decision(handle, approval_id, decision)
+        notice = GateNotice(
+            task_id=handle.task_id,
+            run_id=handle.run_id,
+            gate=gate,
+            approval_id=approval_id,
+            summary=summary if summary is not None else gate_summary(handle.read(), gate),
+            requested_at=approval.requested_at,
+            timeout_seconds=timeout_seconds,
+        )
+        decision = await _ask_a_person(handle, notice, shown)
+    decided = record_decision(handle, approval_id, decision)
+    await _publish_decision(approval_id, decision)
+    return decided
 
 
-async def _ask_a_person(
-    handle: RunHandle, approval_id: str, gate: Gate, shown: str, timeout_seconds: int
-) -> ApprovalDecision:
-    logger = run_logger()
-    await acreate_flow_run_input(
-        key=GATE_INPUT_PREFIX + approval_id,
-        value={
-            "task_id": handle.task_id,
-            "run_id": handle.run_id,
-            "gate": gate.value,
-            "approval_id": approval_id,
-        },
-    )
+async def _ask_a_person(handle: RunHandle, notice: GateNotice, shown: str) -> ApprovalDecision:
+    """Pause this flow run until a person decides, or the gate's timeout expires."""
+    logger = _logger()
+    await _create_input(GATE_INPUT_PREFIX + notice.approval_id, notice.model_dump(mode="json"))
     logger.info(
         "waiting up to %ss for a decision on %s of %s: resume this flow run in the UI, or "
-        "'orchestrator approve %s'",
-        timeout_seconds,
-        approval_id,
+        "'orchestrator approve %s' / 'orchestrator reject %s --reason ...'",
+        notice.timeout_seconds,
+        notice.approval_id,
         handle.label,
+        handle.run_id,
         handle.run_id,
     )
     try:
         form = await apause_flow_run(
             wait_for_input=ApprovalForm.with_initial_data(description=shown),
-            timeout=timeout_seconds,
+            timeout=notice.timeout_seconds,
             poll_interval=POLL_SECONDS,
-            key=approval_id,
+            key=notice.approval_id,
         )
     except FlowPauseTimeout:
-        logger.warning("no decision on %s within %ss: rejected", approval_id, timeout_seconds)
+        logger.warning(
+            "no decision on %s within %ss: rejected (timeout)",
+            notice.approval_id,
+            notice.timeout_seconds,
+        )
         await _running_again()
         return timeout_decision()
-    return ApprovalDecision(
-        decision=form.decision,
-        approver=form.approver,
-        reason=form.reason,
-        channel=Channel(form.channel),
-    )
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True):
+            await _running_again()
+            record_decision(handle, notice.approval_id, timeout_decision())
+            await _publish_decision(notice.approval_id, timeout_decision())
+        raise
+    return _decision_of(form)
+
+
+def _decision_of(form: ApprovalForm) -> ApprovalDecision:
+    try:
+        return ApprovalDecision(
+            decision=form.decision,
+            approver=form.approver.strip(),
+            reason=form.reason.strip(),
+            channel=Channel(form.channel),
+        )
+    except ValidationError:  # the server checks the form's schema; this is a last guard
+        return ApprovalDecision(
+            decision=Decision.REJECT,
+            approver=form.approver.strip() or "unknown",
+            reason="an invalid decision form was submitted",
+            channel=Channel(form.channel),
+        )
 
 
 async def _running_again() -> None:
-    """After a pause timed out, put the flow run back to Running so it can finish cleanly."""
+    """After a pause timed out, put the flow run back to Running so it can finish cleanly.
+
+    Only from Paused (or Failed: the server fails a run whose expired pause someone tried
+    to resume); a run being cancelled is left to its cancellation.
+    """
     flow_run_id = current_flow_run_id()
     if flow_run_id is None:
         return
     async with get_client() as client:
-        await client.set_flow_run_state(flow_run_id, Running(), force=True)
+        state = (await client.read_flow_run(UUID(flow_run_id))).state
+        if state is not None and state.type in (StateType.PAUSED, StateType.FAILED):
+            await client.set_flow_run_state(flow_run_id, Running(), force=True)
+
+
+async def _publish_decision(approval_id: str, decision: ApprovalDecision) -> None:
+    notice = DecisionNotice(
+        decision=decision.decision,
+        approver=decision.approver,
+        reason=decision.reason,
+        channel=decision.channel,
+        decided_at=utc_now(),
+    )
+    await _create_input(DECISION_INPUT_PREFIX + approval_id, notice.model_dump(mode="json"))
+
+
+async def _create_input(key: str, value: dict[str, Any]) -> None:
+    """A flow run input of this flow run; kept as it is when a retry writes it again."""
+    if current_flow_run_id() is None:
+        return
+    try:
+        await acreate_flow_run_input(key=key, value=value)
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code != 409:
+            raise
+
+
+# -- codex's exec/patch requests ----------------------------------------------------
+
+
+class CommandEscalation:
+    """An approver that asks a person by pausing the current flow run.
+
+    Used as the ``escalate`` hook of :class:`agents.approvals.PolicyApprover` for the
+    requests its policy does not decide. One request is asked at a time per instance
+    (one instance per phase flow run): two pauses at once in one flow run would clash.
+    Outside a flow run there is no one to ask, and the request is denied.
+    """
+
+    def __init__(self, handle: RunHandle, *, timeout_seconds: int, policy_source: str) -> None:
+        self.handle = handle
+        self.timeout_seconds = timeout_seconds
+        self.policy_source = policy_source
+        self._lock = anyio.Lock()
+
+    async def __call__(self, request: ApprovalRequest) -> ApprovalAnswer:
+        if FlowRunContext.get() is None:
+            return ApprovalAnswer(approved=False, reason="no flow run to ask a person in: denied")
+        command = request.command_text if request.kind == "exec" else ""
+        cwd = str(request.cwd) if request.cwd else None
+        shown = command_markdown(
+            self.handle,
+            command=command,
+            cwd=cwd,
+            kind=request.kind,
+            justification=request.reason,
+            files=request.files,
+            asked_by=task_run.get_name(),
+        )
+        summary = command_summary(command or ", ".join(request.files), cwd)
+        async with self._lock:
+            approval = await approval_gate(
+                self.handle,
+                command_approval_id(request.call_id),
+                Gate.COMMAND,
+                shown=shown,
+                mode=GateMode.REQUIRED,
+                timeout_seconds=self.timeout_seconds,
+                policy_source=self.policy_source,
+                summary=summary,
+            )
+        return answer_of(approval)
+
+
+def answer_of(approval: Approval) -> ApprovalAnswer:
+    """codex's answer for a decided command gate; the model sees the reason of a denial."""
+    by = f"{approval.approver} ({approval.channel})"
+    if approval.decision is Decision.APPROVE:
+        return ApprovalAnswer(approved=True, reason=f"approved by {by}")
+    if approval.channel is Channel.TIMEOUT:
+        return ApprovalAnswer(
+            approved=False,
+            reason=f"no decision within {approval.timeout_seconds}s: denied (timeout)",
+        )
+    return ApprovalAnswer(approved=False, reason=f"denied by {by}: {approval.reason}")
+
+
+def current_flow_run_id() -> str | None:
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else None
+
+
+def _logger() -> Any:
+    """The run logger when in a flow or task run, else this module's logger."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return get_logger(__name__)

@@ -1,8 +1,15 @@
-"""Approval gates as manifest changes: what was asked, and the one decision each gets."""
+"""Approval gates as manifest changes: what was asked, and the one decision each gets.
+
+Also what each gate shows an approver (markdown that needs nothing else open: the plan
+as a table, the diff stat, the command and its cwd) and its one-line summary for lists.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
+import uuid
+from pathlib import PurePath
 
 from schemas import (
     Approval,
@@ -20,6 +27,9 @@ from .exceptions import ApprovalError
 from .lifecycle import ACTOR, RunHandle
 
 TIMEOUT_REASON = "timeout"
+COMMAND_PREFIX = "command-"
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_ID = 64
 
 
 def request_approval(
@@ -124,27 +134,34 @@ def policy_decision(mode: GateMode, source: str) -> ApprovalDecision | None:
 
 
 def timeout_decision() -> ApprovalDecision:
+    """The decision a gate's expired timeout stands for: a rejection with reason ``timeout``."""
     return ApprovalDecision(
         decision=Decision.REJECT, approver=ACTOR, reason=TIMEOUT_REASON, channel=Channel.TIMEOUT
     )
 
 
 def plan_markdown(handle: RunHandle, summary: str, rows: list[tuple[str, str, str, str]]) -> str:
-    """What the plan gate shows: the plan as a table."""
-    table = "\n".join(
-        f"| `{sid}` | {_cell(title)} | {_cell(acceptance)} | {_cell(files)} |"
-        for sid, title, acceptance, files in rows
+    """What the plan gate shows: the plan as a table, then each subtask's acceptance and files.
+
+    ``rows`` are (subtask id, title, acceptance, files). The table stays two columns wide
+    because the Prefect UI's form shows tables unwrapped in a narrow dialog.
+    """
+    table = "\n".join(f"| `{sid}` | {_cell(title)} |" for sid, title, _, _ in rows)
+    details = "\n".join(
+        f"- `{sid}`: must hold: {_cell(acceptance) or '(not stated)'}; "
+        f"files: {_cell(files) or '(not stated)'}"
+        for sid, _, acceptance, files in rows
     )
     return (
         f"## Approve the plan of `{handle.label}`\n\n{_cell(summary)}\n\n"
-        "| subtask | title | acceptance | files |\n|---|---|---|---|\n"
-        f"{table}\n\nApprove to build these subtasks, one builder call each; reject (with a "
-        "reason) to end the run without building anything."
+        f"| subtask | title |\n|---|---|\n{table}\n\n{details}\n\n"
+        "Approve to build these subtasks, one builder call each; reject (with a reason) to end "
+        "the run without building anything."
     )
 
 
 def handover_markdown(manifest: RunManifest) -> str:
-    """What the hand-over gate shows: result branch, diff stat, tests and the verdict."""
+    """What the hand-over gate shows: result branch, tests, the review verdict, the diff stat."""
     result = manifest.result
     branch = result.branch if result else None
     stat = result.diff_stat if result else ""
@@ -154,12 +171,89 @@ def handover_markdown(manifest: RunManifest) -> str:
     verdict = (result.verdict if result else None) or "none"
     return (
         f"## Approve the hand-over of `{manifest.task_id}/{manifest.run_id}`\n\n"
-        f"| result branch | tests | review verdict |\n|---|---|---|\n"
-        f"| `{branch}` | {tests} | {verdict} |\n\n"
-        f"```\n{stat}\n```\n\nApprove to hand the result branch over; reject (with a reason) to "
-        "end the run as rejected."
+        f"| | |\n|---|---|\n| result branch | `{branch}` |\n| tests | {tests} |\n"
+        f"| review verdict | {verdict} |\n\n{_fenced(stat or '(no changes)', lang='')}"
+        "Approve to hand the result branch over; reject (with a reason) to end the run as "
+        "rejected."
     )
 
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def command_approval_id(call_id: str | None) -> str:
+    """The approval id of codex's request ``call_id``: ``command-<call id>``, always a safe id.
+
+    Characters a safe id may not hold become ``-``; an id too long for one is shortened
+    to a hash of it, so two long call ids stay apart. Without a call id: a random one.
+    """
+    if not call_id:
+        return COMMAND_PREFIX + uuid.uuid4().hex[:16]
+    cleaned = _UNSAFE_CHARS.sub("-", call_id).strip("-.")
+    while ".." in cleaned:
+        cleaned = cleaned.replace("..", ".")
+    if not cleaned or len(COMMAND_PREFIX) + len(cleaned) > _MAX_ID:
+        cleaned = hashlib.sha256(call_id.encode()).hexdigest()[:32]
+    return COMMAND_PREFIX + cleaned
+
+
+def command_markdown(
+    handle: RunHandle,
+    *,
+    command: str,
+    cwd: str | None,
+    kind: str = "exec",
+    justification: str | None = None,
+    files: list[str] | None = None,
+    asked_by: str | None = None,
+) -> str:
+    """What a command gate shows: the command (or patch files), its cwd, and why it asks."""
+    who = f"`{asked_by}`" if asked_by else "An agent"
+    what = "apply a patch" if kind == "patch" else "run a command"
+    rows = [("working directory", f"`{cwd}`" if cwd else "(the agent's workspace)")]
+    if justification:
+        rows.append(("why, says the agent", _cell(justification)))
+    if files:
+        rows.append(("files", ", ".join(f"`{_cell(f)}`" for f in files)))
+    table = "\n".join(f"| {name} | {value} |" for name, value in rows)
+    body = _fenced(command) if command else ""
+    return (
+        f"## Approve a command of `{handle.label}`\n\n{who} asks to {what} that its "
+        f"policy does not allow by itself (outside its sandbox or its workspace).\n\n"
+        f"{body}| | |\n|---|---|\n{table}\n\nApprove to let it run; reject (with a reason) "
+        "to deny it: the agent sees your reason and carries on without it."
+    )
+
+
+def gate_summary(manifest: RunManifest, gate: Gate) -> str:
+    """One line on what a plan or hand-over gate decides, for lists of waiting runs."""
+    if gate is Gate.PLAN:
+        ids = [s.id for s in manifest.subtasks]
+        return f"plan: {len(ids)} subtask{'s' if len(ids) != 1 else ''}: {', '.join(ids)}"
+    result = manifest.result
+    if gate is Gate.HANDOVER and result is not None:
+        tests = {True: "tests passed", False: "tests FAILED", None: "tests not run"}
+        return (
+            f"hand-over of {result.branch} ({tests[result.tests_passed]}, "
+            f"review: {result.verdict or 'none'})"
+        )
+    return gate.value
+
+
+def command_summary(command: str, cwd: str | None) -> str:
+    """One line on what a command gate decides: the command, and the end of its cwd."""
+    line = " ".join(command.split())
+    line = line if len(line) <= 80 else line[:77] + "..."
+    if not cwd:
+        return f"command: {line}"
+    parts = PurePath(cwd).parts
+    where = ".../" + "/".join(parts[-2:]) if len(parts) > 3 else cwd
+    return f"command: {line} (in {where})"
+
+
+def _fenced(text: str, *, lang: str = "sh") -> str:
+    """``text`` in a fenced code block whose fence no run of backticks in it can close."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{lang}\n{text}\n{fence}\n\n"

@@ -4,7 +4,8 @@
     ├── InvalidInputError (ValueError)          bad input: CLI exit code 2, nothing changed
     │   ├── TaskSpecError                       a task file that does not parse or validate
     │   ├── UnsafeIdError                       an id that could escape its folder
-    │   └── RunNotFoundError (LookupError)      no run with that id
+    │   ├── RunNotFoundError (LookupError)      no run with that id
+    │   └── ApprovalError                       a decision that cannot be taken
     ├── ManifestError                           a run folder's files
     │   ├── ManifestCorruptError (ValueError)   a file on disk fails to parse or validate
     │   └── LockTimeoutError (TimeoutError)     another process held the lock too long
@@ -13,7 +14,6 @@
     │   ├── AgentServerError                    the server died, failed to start, or said isError
     │   ├── AgentTimeoutError (TimeoutError)    a call took longer than its deadline
     │   └── AgentOutputError (ValueError)       structured output invalid after one repair
-    ├── ApprovalError                           a decision that cannot be taken
     ├── SyncError                               the Runs API refused or could not be reached
     └── RunFailedError                          a run ended failed (carries the reason)
 
@@ -126,7 +126,7 @@ class AgentOutputError(AgentError, ValueError):
     """The agent's structured output was invalid even after one repair request."""
 
 
-class ApprovalError(OrchestratorError):
+class ApprovalError(InvalidInputError):
     """An approval that cannot be given: not waiting, unknown, or already decided."""
 
     def __init__(self, message: str, *, run_id: str | None = None, gate: str | None = None) -> None:

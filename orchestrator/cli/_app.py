@@ -8,7 +8,7 @@ import typer
 
 from orchestrator.exceptions import InvalidInputError, OrchestratorError
 
-from . import _cloud, _core, _demo, _dev, _run, _serve
+from . import _approvals, _cloud, _core, _demo, _dev, _run, _serve
 from ._console import err_console
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 _core.register(app)
 _run.register(app)
+_approvals.register(app)
 _cloud.register(app)
 _dev.register(app)
 _demo.register(app)

@@ -1,0 +1,91 @@
+"""An approver decides in the Prefect UI alone: Debian's chromium, headless, via Playwright.
+
+The screenshot of the filled-in form goes to the test's folder; with
+``ORCHESTRATOR_UPDATE_SCREENSHOTS=1`` it also replaces ``docs/images/approval-form.png``
+(shown in the README).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+
+from schemas import Channel, Decision, RunStatus
+
+from .conftest import GateStack
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "approval-form.png"
+UI_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def page() -> Iterator[Page]:
+    with sync_playwright() as playwright:
+        browser: Browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 1000})
+            context.set_default_timeout(30_000)
+            yield context.new_page()
+        finally:
+            browser.close()
+
+
+def form_field(page: Page, dialog: Locator, label: str) -> Locator:
+    """The schema form property whose label starts with ``label``."""
+    name = page.locator(".schema-form-property__label", has_text=label)
+    return dialog.locator(".schema-form-property").filter(has=name)
+
+
+def test_an_approver_approves_the_plan_in_the_prefect_ui(
+    gate_stack: GateStack, page: Page, tmp_path: Path
+) -> None:
+    run = gate_stack.start("plan-required.yaml", "approve-ui")
+    waiting = gate_stack.wait_for_gate(run, "plan")
+
+    page.goto(f"{gate_stack.server.ui_url}/runs/flow-run/{waiting.flow_run_id}")
+    resume = page.get_by_role("button", name="Resume")
+    expect(resume).to_be_visible(timeout=UI_TIMEOUT_MS)
+    resume.click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_text("Approve the plan of")).to_be_visible()
+    expect(dialog.get_by_role("cell", name="slugify", exact=True)).to_be_visible()
+    # The select opens from its icon (a click on its face only focuses it).
+    form_field(page, dialog, "Decision").locator(".p-select-button__icon").click()
+    page.get_by_role("option", name="approve").click()
+    form_field(page, dialog, "Approver").locator("textarea").fill("Ada Lovelace")
+    form_field(page, dialog, "Reason").locator("textarea").fill("two small helpers, as asked")
+    shot = tmp_path / "approval-form.png"
+    page.screenshot(path=shot)
+    if os.environ.get("ORCHESTRATOR_UPDATE_SCREENSHOTS") == "1":
+        shutil.copy(shot, SCREENSHOT)
+    dialog.get_by_role("button", name="Submit").click()
+    expect(dialog).to_be_hidden()
+
+    assert run.wait() == 0, run.output()
+    manifest = gate_stack.manifest(run.run_id)
+    assert manifest.status is RunStatus.SUCCEEDED
+    plan = manifest.approval("plan")
+    assert plan is not None
+    assert (plan.decision, plan.approver, plan.channel) == (
+        Decision.APPROVE,
+        "Ada Lovelace",
+        Channel.UI,
+    )
+    assert plan.reason == "two small helpers, as asked"

@@ -1,0 +1,303 @@
+"""Gates without servers: the form's schema, approval ids, what is shown, recording, choosing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import uuid4
+
+import pytest
+from prefect._internal.pydantic.v2_schema import create_v2_schema
+from prefect.utilities import schema_tools
+
+from agents.approvals import ApprovalRequest
+from flows._runtime import ESCALATION_GRACE_SECONDS, command_approver
+from flows.gates import ApprovalForm, CommandEscalation, GateNotice, answer_of
+from orchestrator.approvals import (
+    command_approval_id,
+    command_markdown,
+    gate_summary,
+    handover_markdown,
+    plan_markdown,
+    record_decision,
+    request_approval,
+    timeout_decision,
+)
+from orchestrator.cli._approvals import WaitingGate, _decide, _newest_pauses, select_gate
+from orchestrator.exceptions import ApprovalError, InvalidInputError
+from orchestrator.lifecycle import RunHandle
+from orchestrator.workspace import Workspace
+from schemas import (
+    ApprovalDecision,
+    ApprovalPolicy,
+    Channel,
+    CommandPolicy,
+    Decision,
+    Gate,
+    GateMode,
+    RunResult,
+    check_safe_id,
+    schema_errors,
+    utc_now,
+)
+from tests.conftest import sample_manifest
+
+
+def form_schema() -> dict[str, object]:
+    """The schema the Prefect server validates a resume against (as the pause saves it)."""
+    form = ApprovalForm.with_initial_data(description="## shown")
+    return create_v2_schema(form.__name__, model_base=form)
+
+
+@pytest.mark.parametrize(
+    ("run_input", "valid"),
+    [
+        ({"decision": "approve", "approver": "ada"}, True),
+        ({"decision": "reject", "approver": "ada", "reason": "too big"}, True),
+        ({"decision": "reject", "approver": "ada"}, False),
+        ({"decision": "reject", "approver": "ada", "reason": ""}, False),
+        ({"decision": "reject", "approver": "ada", "reason": "   "}, False),
+        ({"decision": "approve", "approver": " "}, False),
+        ({"decision": "maybe", "approver": "ada"}, False),
+        ({"decision": "approve", "approver": "ada", "channel": "policy"}, False),
+        ({"decision": "approve", "approver": "ada", "extra": 1}, False),
+    ],
+)
+def test_the_form_schema_requires_a_reason_to_reject(
+    run_input: dict[str, str], valid: bool
+) -> None:
+    errors = schema_tools.validate(run_input, form_schema(), raise_on_error=False)
+    assert (not errors) is valid, errors
+
+
+def test_the_form_leaves_decision_and_approver_to_fill_in() -> None:
+    schema = form_schema()
+    assert schema["required"] == ["decision", "approver"]  # not "(Optional)" in the UI
+
+
+@pytest.mark.parametrize(
+    "call_id",
+    ["call_abc123", "rp-build-x-0", "a/b c", "..x..", "x" * 200, "-._", "é"],
+)
+def test_command_approval_ids_are_safe(call_id: str) -> None:
+    approval_id = command_approval_id(call_id)
+    assert approval_id.startswith("command-")
+    assert check_safe_id(approval_id) == approval_id
+    assert command_approval_id(call_id) == approval_id  # the same request, the same id
+
+
+def test_command_approval_ids_keep_call_ids_apart() -> None:
+    assert command_approval_id("call_1") == "command-call_1"
+    assert command_approval_id("x" * 100 + "a") != command_approval_id("x" * 100 + "b")
+    assert command_approval_id(None) != command_approval_id(None)
+    check_safe_id(command_approval_id(None))
+
+
+@pytest.fixture
+def handle(workspace: Workspace) -> RunHandle:
+    manifest = sample_manifest(run_id="gates-unit")
+    workspace.store.create(manifest, actor="test")
+    return RunHandle(workspace, manifest.task_id, manifest.run_id)
+
+
+def test_a_command_gate_shows_the_command_its_cwd_and_why(handle: RunHandle) -> None:
+    shown = command_markdown(
+        handle,
+        command="echo ```tricky``` | tee /etc/x",
+        cwd="/work/tree",
+        justification="needs /etc",
+        asked_by="builder slugify",
+    )
+    assert "````sh\necho ```tricky``` | tee /etc/x\n````" in shown  # a fence it cannot close
+    assert "| working directory | `/work/tree` |" in shown
+    assert "| why, says the agent | needs /etc |" in shown
+    assert "`builder slugify` asks to run a command" in shown
+    assert handle.label in shown
+
+
+def test_the_plan_gate_shows_a_table_that_fits_the_form(handle: RunHandle) -> None:
+    shown = plan_markdown(
+        handle, "Two helpers.", [("slugify", "Add slugify", "a == b; c", "x.py, y.py")]
+    )
+    assert "| subtask | title |\n|---|---|\n| `slugify` | Add slugify |" in shown
+    assert "- `slugify`: must hold: a == b; c; files: x.py, y.py" in shown
+
+
+def test_the_handover_gate_shows_branch_tests_verdict_and_diff_stat(handle: RunHandle) -> None:
+    def result(m: object) -> None:
+        m.result = RunResult(  # type: ignore[attr-defined]
+            branch="orchestrator/t/r/result",
+            diff_stat=" a.py | 2 +-\n 1 file changed",
+            tests_passed=True,
+            verdict="approve",
+        )
+
+    manifest = handle.update(result)
+    shown = handover_markdown(manifest)
+    assert "| result branch | `orchestrator/t/r/result` |" in shown
+    assert "| tests | passed |" in shown and "| review verdict | approve |" in shown
+    assert "```\n a.py | 2 +-\n 1 file changed\n```" in shown
+    assert gate_summary(manifest, Gate.HANDOVER) == (
+        "hand-over of orchestrator/t/r/result (tests passed, review: approve)"
+    )
+
+
+def test_a_gate_is_asked_once_and_decided_once(handle: RunHandle) -> None:
+    first = request_approval(
+        handle, "plan", Gate.PLAN, shown="## plan", timeout_seconds=60, flow_run_id="f1"
+    )
+    again = request_approval(
+        handle, "plan", Gate.PLAN, shown="## plan", timeout_seconds=60, flow_run_id="f1"
+    )
+    assert again == first
+    assert handle.read().status.value == "paused"
+    decided = record_decision(
+        handle,
+        "plan",
+        ApprovalDecision(decision=Decision.APPROVE, approver="ada", channel=Channel.UI),
+    )
+    assert decided.decision is Decision.APPROVE and decided.decided_at is not None
+    assert handle.read().status.value == "running"
+    before = handle.manifest_path.read_bytes()
+    with pytest.raises(ApprovalError, match="already decided: approve by ada"):
+        record_decision(handle, "plan", timeout_decision())
+    assert handle.manifest_path.read_bytes() == before  # nothing changed
+    assert schema_errors("run-manifest", handle.read().model_dump(mode="json")) is None
+    events = [e.event for e in handle.workspace.audit.read()]
+    assert events.count("approval.requested") == 1 and events.count("approval.decided") == 1
+
+
+def test_command_answers_carry_the_decision_to_the_model(handle: RunHandle) -> None:
+    request_approval(
+        handle, "command-c1", Gate.COMMAND, shown="x", timeout_seconds=9, flow_run_id=None
+    )
+    rejected = record_decision(
+        handle,
+        "command-c1",
+        ApprovalDecision(
+            decision=Decision.REJECT, approver="ops", reason="no", channel=Channel.CLI
+        ),
+    )
+    assert answer_of(rejected).model_dump() == {
+        "approved": False,
+        "reason": "denied by ops (cli): no",
+    }
+    request_approval(
+        handle, "command-c2", Gate.COMMAND, shown="x", timeout_seconds=9, flow_run_id=None
+    )
+    expired = record_decision(handle, "command-c2", timeout_decision())
+    assert answer_of(expired).reason == "no decision within 9s: denied (timeout)"
+    assert expired.channel is Channel.TIMEOUT and expired.reason == "timeout"
+
+
+@pytest.mark.anyio
+async def test_outside_a_flow_run_an_escalation_is_denied_and_nothing_is_recorded(
+    handle: RunHandle,
+) -> None:
+    escalation = CommandEscalation(handle, timeout_seconds=5, policy_source="test")
+    answer = await escalation(ApprovalRequest(kind="exec", command=["ls"], call_id="c1"))
+    assert not answer.approved
+    assert handle.read().approvals == []
+
+
+def test_the_command_approver_asks_a_person_within_the_policy_timeout(
+    handle: RunHandle,
+) -> None:
+    from agents.replay import replay_config
+
+    policy = ApprovalPolicy(
+        plan=GateMode.AUTO,
+        handover=GateMode.AUTO,
+        commands=CommandPolicy.ESCALATE,
+        plan_timeout_seconds=60,
+        handover_timeout_seconds=60,
+        command_timeout_seconds=120,
+        source="test",
+    )
+    approver = command_approver(handle, policy, replay_config("http://127.0.0.1:1/v1"))
+    assert isinstance(approver.escalate, CommandEscalation)
+    assert approver.escalate.timeout_seconds == 120
+    assert approver.timeout == 120 + ESCALATION_GRACE_SECONDS
+    short = replay_config("http://127.0.0.1:1/v1", call_timeout_seconds=30)
+    assert command_approver(handle, policy, short).escalate.timeout_seconds == 30  # type: ignore[union-attr]
+    assert command_approver(handle, None, short).policy is CommandPolicy.DENY
+
+
+def waiting(approval_id: str, gate: Gate, summary: str = "") -> WaitingGate:
+    notice = GateNotice(
+        task_id="t",
+        run_id="r",
+        gate=gate,
+        approval_id=approval_id,
+        summary=summary,
+        requested_at=utc_now(),
+        timeout_seconds=60,
+    )
+    now = utc_now()
+    return WaitingGate(uuid4(), "build t/r", notice, now + timedelta(seconds=60), now)
+
+
+def test_choosing_among_the_gates_a_run_waits_at() -> None:
+    plan = waiting("plan", Gate.PLAN)
+    one, two = waiting("command-a", Gate.COMMAND, "ls"), waiting("command-b", Gate.COMMAND, "rm")
+    assert select_gate([plan], "r", None) is plan
+    assert select_gate([plan], "r", "plan") is plan
+    assert select_gate([plan], "r", "handover") is None
+    assert select_gate([], "r", None) is None
+    assert select_gate([one, two], "r", "command-b") is two
+    with pytest.raises(ApprovalError, match=r"waits at 2 gates; choose one with --gate: "
+                       r"command-a \(ls\), command-b \(rm\)"):  # fmt: skip
+        select_gate([one, two], "r", "command")
+    assert not plan.expired
+    assert waiting("plan", Gate.PLAN).matches("t/r") and plan.matches(str(plan.flow_run_id))
+
+
+def test_a_rejection_needs_a_reason_before_any_api_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # would fail if called
+    with pytest.raises(InvalidInputError, match="a reason is required to reject"):
+        _decide("r", None, Decision.REJECT, "  ", "ada")
+
+
+@pytest.mark.anyio
+async def test_escalations_of_one_flow_run_are_asked_one_at_a_time(
+    handle: RunHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import anyio
+
+    import flows.gates
+
+    in_flight, most = 0, 0
+
+    async def one_pause(h: RunHandle, approval_id: str, gate: Gate, **_: object) -> object:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await anyio.sleep(0.05)
+        in_flight -= 1
+        request_approval(h, approval_id, gate, shown="x", timeout_seconds=5, flow_run_id=None)
+        return record_decision(
+            h, approval_id, ApprovalDecision(decision=Decision.APPROVE, approver="ops")
+        )
+
+    monkeypatch.setattr(flows.gates, "approval_gate", one_pause)
+    monkeypatch.setattr(flows.gates.FlowRunContext, "get", classmethod(lambda cls: object()))
+    escalation = CommandEscalation(handle, timeout_seconds=5, policy_source="test")
+    answers = []
+
+    async def ask(call_id: str) -> None:
+        request = ApprovalRequest(kind="exec", command=["touch", call_id], call_id=call_id)
+        answers.append(await escalation(request))
+
+    async with anyio.create_task_group() as group:
+        for call_id in ("c1", "c2", "c3"):
+            group.start_soon(ask, call_id)
+
+    assert most == 1
+    assert [a.approved for a in answers] == [True, True, True]
+    assert {a.id for a in handle.read().approvals} == {"command-c1", "command-c2", "command-c3"}
+
+
+def test_a_stale_pause_of_the_same_gate_gives_way_to_the_newest() -> None:
+    old, new = waiting("plan", Gate.PLAN), waiting("plan", Gate.PLAN)
+    assert _newest_pauses([new, old]) == [new]
+    other = waiting("command-a", Gate.COMMAND)
+    assert len(_newest_pauses([old, new, other])) == 2
