@@ -4,6 +4,8 @@
 attempt in the ledger, and mirrors the resulting :class:`schemas.SyncRecord` into
 the run's manifest (event ``sync.updated``). A failed sync changes nothing else: the
 run's work stays as it is and the manifest says ``sync: failed`` with the reason.
+:func:`record_failure` does the same for a run that could not be sent at all (no
+endpoint configured, no token), so that failure shows on the run too.
 
 Crash safety: the record is queued (``pending``) before anything is sent. If the
 process dies after the server committed but before the ledger says ``synced``, the
@@ -33,6 +35,8 @@ class SyncSummary:
     failed: list[SyncRecord] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     """Runs that could not be tried (a corrupt file, a missing run), one line each."""
+    other_env: list[str] = field(default_factory=list)
+    """``task/run (env)`` of runs left for their own environment's backlog."""
 
     @property
     def ok(self) -> bool:
@@ -68,11 +72,7 @@ def sync_run(
         ManifestCorruptError: The manifest or the ledger file is corrupt.
     """
     ledger = ledger or ledger_for(workspace)
-    manifest = workspace.store.read(task_id, run_id)
-    if not manifest.status.finished:
-        raise InvalidInputError(
-            f"run {task_id}/{run_id} is {manifest.status.value}; only finished runs are mirrored"
-        )
+    manifest = _finished(workspace, task_id, run_id)
     record = ledger.get(idempotency_key(task_id, run_id))
     if record is None or record.state is not SyncState.SYNCED:
         record = _send(ledger, client, manifest)
@@ -81,13 +81,26 @@ def sync_run(
 
 
 def sync_pending(
-    workspace: Workspace, client: RunsApiClient, *, ledger: SyncLedger | None = None
+    workspace: Workspace,
+    client: RunsApiClient,
+    *,
+    env: str | None = None,
+    ledger: SyncLedger | None = None,
 ) -> SyncSummary:
     """Retry every run the ledger holds as pending or failed, and every finished run
-    it does not hold yet (the backlog a crash or an outage left behind)."""
+    it does not hold yet (the backlog a crash or an outage left behind).
+
+    Args:
+        env: Only runs of this environment; the others are listed in
+            ``other_env`` and left alone. A client built from one environment's
+            credentials (its Vault secret's token) passes that environment, so no
+            run is ever sent with another environment's token. None: every run.
+    """
     ledger = ledger or ledger_for(workspace)
     summary = SyncSummary()
     for task_id, run_id in _backlog(workspace, ledger, summary.errors):
+        if env is not None and not _of_env(workspace, task_id, run_id, env, summary):
+            continue
         try:
             record = sync_run(workspace, client, task_id, run_id, ledger=ledger)
         except OrchestratorError as exc:
@@ -95,6 +108,55 @@ def sync_pending(
             continue
         (summary.synced if record.state is SyncState.SYNCED else summary.failed).append(record)
     return summary
+
+
+def record_failure(
+    workspace: Workspace,
+    task_id: str,
+    run_id: str,
+    *,
+    error: str,
+    ledger: SyncLedger | None = None,
+) -> SyncRecord:
+    """Record that a finished run could not be sent at all (no endpoint, no token).
+
+    The ledger and the manifest say ``failed`` with ``error`` (no attempt is
+    counted), so the failure is visible on the run and :func:`sync_pending` retries
+    it. A synced record stays synced.
+
+    Raises:
+        InvalidInputError: The run is not finished.
+        RunNotFoundError: There is no such run.
+        ManifestCorruptError: The manifest or the ledger file is corrupt.
+    """
+    ledger = ledger or ledger_for(workspace)
+    manifest = _finished(workspace, task_id, run_id)
+    queued = ledger.mark_pending(task_id, run_id)
+    record = ledger.mark_failed(queued.key, error=error)
+    _mirror(workspace, manifest, record)
+    return record
+
+
+def _finished(workspace: Workspace, task_id: str, run_id: str) -> RunManifest:
+    manifest = workspace.store.read(task_id, run_id)
+    if not manifest.status.finished:
+        raise InvalidInputError(
+            f"run {task_id}/{run_id} is {manifest.status.value}; only finished runs are mirrored"
+        )
+    return manifest
+
+
+def _of_env(
+    workspace: Workspace, task_id: str, run_id: str, env: str, summary: SyncSummary
+) -> bool:
+    try:
+        run_env = workspace.store.read(task_id, run_id).env
+    except OrchestratorError as exc:
+        summary.errors.append(f"{task_id}/{run_id}: {exc}")
+        return False
+    if run_env != env:
+        summary.other_env.append(f"{task_id}/{run_id} ({run_env})")
+    return run_env == env
 
 
 def _send(ledger: SyncLedger, client: RunsApiClient, manifest: RunManifest) -> SyncRecord:

@@ -7,7 +7,7 @@ import pytest
 
 from orchestrator import InvalidInputError, Workspace
 from orchestrator.runs_api import idempotency_key
-from orchestrator.sync import ledger_for, sync_pending, sync_run
+from orchestrator.sync import ledger_for, record_failure, sync_pending, sync_run
 from schemas import RunManifest, RunStatus, SyncState
 
 from .helpers import create_run, mock_client, sync_attempt_lines
@@ -133,3 +133,39 @@ def test_a_lost_manifest_mirror_is_repaired_without_sending(workspace: Workspace
         assert sync_run(workspace, client, run.task_id, run.run_id) == record
     assert api.requests == []
     assert workspace.store.read(run.task_id, run.run_id).sync == record
+
+
+def test_a_run_that_could_not_be_sent_says_failed_and_the_backlog_sends_it(
+    workspace: Workspace,
+) -> None:
+    run = create_run(workspace)
+    record = record_failure(workspace, run.task_id, run.run_id, error="not sent: no endpoint")
+    assert (record.state, record.attempts, record.last_error) == (
+        SyncState.FAILED,
+        0,
+        "not sent: no endpoint",
+    )
+    assert workspace.store.read(run.task_id, run.run_id).sync == record
+    api = FakeApi()
+    with mock_client(api, token=TOKEN) as client:
+        summary = sync_pending(workspace, client)
+    assert [(r.state, r.attempts) for r in summary.synced] == [(SyncState.SYNCED, 1)]
+    synced = summary.synced[0]
+    assert record_failure(workspace, run.task_id, run.run_id, error="late") == synced
+    assert workspace.store.read(run.task_id, run.run_id).sync == synced
+
+
+def test_sync_pending_for_one_env_leaves_the_other_envs_runs_alone(workspace: Workspace) -> None:
+    dev = create_run(workspace, "task-dev")
+    prod = create_run(workspace, "task-prod")
+
+    def of_prod(manifest: RunManifest) -> None:
+        manifest.env = "prod"
+
+    workspace.store.update(prod.task_id, prod.run_id, of_prod)
+    api = FakeApi()
+    with mock_client(api, token=TOKEN) as client:
+        summary = sync_pending(workspace, client, env="dev")
+    assert [r.task_id for r in summary.synced] == [dev.task_id] and len(api.requests) == 1
+    assert summary.other_env == [f"{prod.task_id}/{prod.run_id} (prod)"]
+    assert ledger_for(workspace).get(idempotency_key(prod.task_id, prod.run_id)) is None
