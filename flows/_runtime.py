@@ -7,13 +7,15 @@ an in-memory broker. Nothing secret is ever a flow parameter.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
-from dataclasses import dataclass
-from typing import TypeVar
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
 
-from prefect import get_run_logger
+from prefect import Task, get_run_logger, task
 from prefect.blocks.core import Block
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
@@ -37,7 +39,16 @@ from orchestrator.lifecycle import RunHandle, begin_phase, end_phase
 from orchestrator.redaction import install_log_redaction
 from orchestrator.settings import Settings
 from orchestrator.workspace import Workspace
-from schemas import CodexServerConfig, CommandPolicy, PhaseName, StepStatus
+from schemas import (
+    ApprovalPolicy,
+    CodexServerConfig,
+    CommandPolicy,
+    GateMode,
+    PhaseName,
+    StepStatus,
+)
+
+from .gates import CommandEscalation
 
 DEFAULT_BLOCK = "default"
 
@@ -59,6 +70,8 @@ def current_task_run_id() -> str | None:
 
 
 BlockT = TypeVar("BlockT", bound=Block)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 async def load_block(kind: type[BlockT], name: str) -> BlockT:
@@ -80,6 +93,66 @@ def open_credentials(
 ) -> Iterator[CredentialBroker]:
     """The env's secrets in memory for the length of the block; revoked at exit."""
     with vault.open_broker(env, redactor=workspace.redactor) as broker:
+        yield broker
+
+
+@dataclass
+class RunResources:
+    """What one pipeline run loads once and its subflows reuse, in the same process.
+
+    Loading the blocks and logging in to Vault once per run, rather than once per
+    phase, keeps per-agent-call overhead low; a phase flow started on its own (a
+    deployment run) finds no shared resources and loads its own.
+    """
+
+    codex: dict[str, CodexServerConfig] = field(default_factory=dict)
+    brokers: dict[tuple[str, str], CredentialBroker] = field(default_factory=dict)
+
+
+_shared: ContextVar[RunResources | None] = ContextVar("orchestrator_run_resources", default=None)
+
+
+@asynccontextmanager
+async def shared_run_resources() -> AsyncIterator[RunResources]:
+    """Share blocks and credentials with every subflow of this run; revoked at exit."""
+    resources = RunResources()
+    token = _shared.set(resources)
+    try:
+        yield resources
+    finally:
+        _shared.reset(token)
+        for broker in resources.brokers.values():
+            broker.close()
+
+
+async def codex_config(block_name: str) -> CodexServerConfig:
+    """The codex server settings of block ``block_name`` (loaded once per run)."""
+    resources = _shared.get()
+    if resources is not None and block_name in resources.codex:
+        return resources.codex[block_name]
+    config = (await load_block(CodexServerSettings, block_name)).get_config()
+    if resources is not None:
+        resources.codex[block_name] = config
+    return config
+
+
+@asynccontextmanager
+async def run_broker(
+    vault_block: str, env: str, workspace: Workspace
+) -> AsyncIterator[CredentialBroker]:
+    """The env's credentials: the run's shared broker, or one of its own closed at exit."""
+    resources = _shared.get()
+    key = (vault_block, env)
+    if resources is not None and key in resources.brokers:
+        yield resources.brokers[key]
+        return
+    vault = await load_block(VaultCredentials, vault_block)
+    broker = vault.open_broker(env, redactor=workspace.redactor)
+    if resources is not None:
+        resources.brokers[key] = broker  # closed with the shared resources
+        yield broker
+        return
+    with broker:
         yield broker
 
 
@@ -109,18 +182,13 @@ async def phase_runtime(
     workspace = open_workspace()
     handle = RunHandle(workspace, task_id, run_id)
     manifest = handle.read()
-    codex = (await load_block(CodexServerSettings, codex_block)).get_config()
-    vault = await load_block(VaultCredentials, vault_block)
-    policy = manifest.approval_policy
-    with open_credentials(vault, manifest.env, workspace) as broker:
+    codex = await codex_config(codex_block)
+    async with run_broker(vault_block, manifest.env, workspace) as broker:
         yield PhaseRuntime(
             handle=handle,
             codex=codex,
             broker=broker,
-            approver=approver
-            or PolicyApprover(
-                policy.commands if policy else CommandPolicy.DENY, workspace=handle.work_dir
-            ),
+            approver=approver or command_approver(handle, manifest.approval_policy, codex),
         )
 
 
@@ -133,7 +201,7 @@ def quiet_subflow() -> AbstractContextManager[object]:
     return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
 
 
-def event_logger(logger: LoggingAdapter, step_id: str) -> EventCallback:
+def event_logger(logger: RunLogger, step_id: str) -> EventCallback:
     """An event callback that logs an agent's progress (commands, exit codes, patches)."""
 
     async def log_event(event: CodexEvent) -> None:
@@ -158,10 +226,12 @@ def event_logger(logger: LoggingAdapter, step_id: str) -> EventCallback:
     return log_event
 
 
-def run_logger() -> LoggingAdapter:
-    logger = get_run_logger()
-    assert isinstance(logger, LoggingAdapter)
-    return logger
+RunLogger = logging.Logger | LoggingAdapter
+
+
+def run_logger() -> RunLogger:
+    """The current flow or task run's logger (its records reach the Prefect UI)."""
+    return get_run_logger()
 
 
 @asynccontextmanager
@@ -195,18 +265,58 @@ def is_transient(error: BaseException) -> bool:
 
 
 def retry_transient_only(task: object, task_run: object, state: State) -> bool:
-    """Prefect retry condition: retry transient agent failures, never anything else."""
-    try:
-        state.result(raise_on_failure=True)
-    except BaseException as error:
-        return is_transient(error)
-    return False
+    """Prefect retry condition: retry transient agent failures, never anything else.
+
+    Prefect hands the condition ``Failed(data=<the exception>)`` for an exception the
+    task raised.
+    """
+    error = state.data
+    return isinstance(error, BaseException) and is_transient(error)
 
 
-AGENT_TASK_OPTIONS: dict[str, object] = {
-    "retries": 2,
-    "retry_delay_seconds": 1,
-    "retry_condition_fn": retry_transient_only,
-    "cache_policy": NO_CACHE,
-}
-"""Every agent call is a task with these options (no caching: the manifest is the cache)."""
+def agent_task(
+    name: str, *, run_name: str
+) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Task[P, Coroutine[Any, Any, R]]]:
+    """The decorator of every agent call: a task retried on transient failures only.
+
+    No caching: the manifest is the cache (a step recorded done is skipped).
+    """
+    return task(
+        name=name,
+        task_run_name=run_name,
+        retries=2,
+        retry_delay_seconds=1,
+        retry_condition_fn=retry_transient_only,
+        cache_policy=NO_CACHE,
+    )
+
+
+ESCALATION_GRACE_SECONDS = 30
+"""The policy approver's own deadline exceeds the pause's, so the pause's timeout decides."""
+
+
+def command_approver(
+    handle: RunHandle, policy: ApprovalPolicy | None, codex: CodexServerConfig
+) -> PolicyApprover:
+    """The approver of codex's exec/patch requests: the run's command policy, a person next.
+
+    What the policy does not decide itself pauses the flow run for a person
+    (:class:`flows.gates.CommandEscalation`), for at most the policy's command timeout and
+    never longer than one codex call may take; expiry denies with reason timeout.
+
+    An unattended run (every gate ``auto``, as in dev) never waits for a person: under
+    ``allow_in_workspace`` a request outside the workspace is denied at once.
+    """
+    if policy is None:
+        return PolicyApprover(CommandPolicy.DENY, workspace=handle.work_dir)
+    unattended = policy.plan is GateMode.AUTO and policy.handover is GateMode.AUTO
+    if unattended and policy.commands is CommandPolicy.ALLOW_IN_WORKSPACE:
+        return PolicyApprover(policy.commands, workspace=handle.work_dir)
+    timeout = max(1, min(policy.command_timeout_seconds, int(codex.call_timeout_seconds)))
+    escalation = CommandEscalation(handle, timeout_seconds=timeout, policy_source=policy.source)
+    return PolicyApprover(
+        policy.commands,
+        workspace=handle.work_dir,
+        escalate=escalation,
+        timeout=timeout + ESCALATION_GRACE_SECONDS,
+    )

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect import flow
 from prefect.client.orchestration import get_client
+from prefect.runtime import flow_run as prefect_flow_run
 
-from blocks import VaultCredentials
 from orchestrator.approvals import handover_markdown, plan_markdown
+from orchestrator.credentials import OPENAI_API_KEY
 from orchestrator.exceptions import (
     InvalidInputError,
     OrchestratorError,
@@ -30,12 +32,13 @@ from schemas import Decision, Gate, Plan, RunManifest, RunStatus, Verdict
 from ._artifacts import publish_summary
 from ._runtime import (
     DEFAULT_BLOCK,
+    codex_config,
     current_flow_run_id,
-    load_block,
-    open_credentials,
     open_workspace,
     quiet_subflow,
+    run_broker,
     run_logger,
+    shared_run_resources,
 )
 from .build import build_flow
 from .cloud_sync import emit_run_completed, mirror_run
@@ -45,7 +48,15 @@ from .review import review_flow
 from .test import test_flow
 
 
-@flow(name="pipeline", flow_run_name="pipeline {task_file}{run_id}")
+def _initial_run_name() -> str:
+    """The name until the run id is known; then the flow run is renamed ``<task>/<run>``."""
+    parameters = prefect_flow_run.parameters
+    if parameters.get("run_id"):
+        return f"resume {parameters['run_id']}"
+    return f"start {Path(parameters.get('task_file') or 'task').stem}"
+
+
+@flow(name="pipeline", flow_run_name=_initial_run_name)
 async def pipeline(
     task_file: str = "",
     env: str = "dev",
@@ -70,10 +81,13 @@ async def pipeline(
     handle = _open_run(workspace, task_file=task_file, env=env, run_id=run_id, repo=repo)
     await _name_flow_run(handle)
     blocks = {"codex_block": codex_block, "vault_block": vault_block}
-    if not handle.read().status.finished:
-        await _drive(handle, blocks)
-    manifest = handle.read()
-    await _finish(handle, manifest, cloud_block=cloud_block, vault_block=vault_block)
+    try:
+        if not handle.read().status.finished:
+            await _drive(handle, blocks)
+    finally:  # a run that ended by an exception gets its event and mirror too
+        manifest = handle.read()
+        if manifest.status.finished:
+            await _finish(handle, manifest, cloud_block=cloud_block, vault_block=vault_block)
     if manifest.status is RunStatus.FAILED:
         raise RunFailedError(
             f"run {handle.label} failed: {manifest.status_reason}",
@@ -123,36 +137,42 @@ async def _name_flow_run(handle: RunHandle) -> None:
     if flow_run_id is None:
         return
     async with get_client() as client:
-        await client.update_flow_run(flow_run_id, name=handle.label)
+        await client.update_flow_run(UUID(flow_run_id), name=handle.label)
 
 
 async def _drive(handle: RunHandle, blocks: dict[str, str]) -> None:
     """Run the phases; any error marks the run failed with its reason (and is raised)."""
     try:
-        await _check_credentials(handle, blocks["vault_block"])
-        await _run_phases(handle, blocks)
+        async with shared_run_resources():
+            await _check_credentials(handle, blocks)
+            with quiet_subflow():
+                await _run_phases(handle, blocks)
     except Exception as exc:
         if not handle.read().status.finished:
             fail_run(handle, str(exc) or type(exc).__name__, error_type=type(exc).__name__)
         raise
 
 
-async def _check_credentials(handle: RunHandle, vault_block: str) -> None:
-    """Fail before any agent call when Vault is down, sealed, forbidden or incomplete."""
-    vault = await load_block(VaultCredentials, vault_block)
-    with open_credentials(vault, handle.read().env, handle.workspace):
-        pass
+async def _check_credentials(handle: RunHandle, blocks: dict[str, str]) -> None:
+    """Before any agent call: log in, read the env's secrets, and check the model key.
+
+    Fails when Vault is down, sealed or forbidden, or when the model's key is missing.
+    The broker stays open for the phases (a Runs API token is checked only by the
+    mirror, so a sync problem never fails the run).
+    """
+    async with run_broker(blocks["vault_block"], handle.read().env, handle.workspace) as broker:
+        codex = await codex_config(blocks["codex_block"])
+        if codex.provider.env_key:
+            broker.get(OPENAI_API_KEY)
 
 
 async def _run_phases(handle: RunHandle, blocks: dict[str, str]) -> None:
     ids = {"task_id": handle.task_id, "run_id": handle.run_id, **blocks}
-    with quiet_subflow():
-        plan = await plan_flow(**ids)
+    plan = await plan_flow(**ids)
     if not await _gate(handle, Gate.PLAN, _plan_shown(handle, plan)):
         return
-    with quiet_subflow():
-        await build_flow(**ids)
-        report = await test_flow(**ids)
+    await build_flow(**ids)
+    report = await test_flow(**ids)
     if not report.passed:
         fail_run(
             handle,
@@ -160,8 +180,7 @@ async def _run_phases(handle: RunHandle, blocks: dict[str, str]) -> None:
             f"({report.tests_failed} failed, {report.tests_passed} passed)",
         )
         return
-    with quiet_subflow():
-        verdict = await review_flow(**ids)
+    verdict = await review_flow(**ids)
     if verdict.verdict is Verdict.REQUEST_CHANGES:
         fail_run(handle, "reviewer requested changes: " + "; ".join(verdict.reasons))
         return
@@ -205,13 +224,21 @@ async def _gate(handle: RunHandle, gate: Gate, shown: str) -> bool:
 async def _finish(
     handle: RunHandle, manifest: RunManifest, *, cloud_block: str, vault_block: str
 ) -> None:
-    """The finished run's event, its mirror to the Runs API (once), and its summary."""
+    """The finished run's event, its mirror to the Runs API (once), and its summary.
+
+    The run's status stands whatever the mirror does: a sync that fails, or cannot
+    start (no endpoint block, Vault down, no token), is recorded by ``mirror_run`` as
+    ``sync: failed`` with the reason, for the backlog to retry. An empty
+    ``cloud_block`` skips the mirror on purpose (``sync`` stays unset).
+    """
     logger = run_logger()
     emit_run_completed(handle, manifest)
-    if cloud_block:
+    if not cloud_block:
+        logger.info("cloud sync skipped: no cloud block given")
+    else:
         try:
             await mirror_run(handle.task_id, handle.run_id, cloud_block, vault_block)
-        except OrchestratorError as exc:  # the run's work stands; the sync says why not
-            logger.warning("cloud sync not done: %s", exc)
+        except OrchestratorError as exc:  # the ledger or manifest could not be written
+            logger.warning("cloud sync not recorded: %s", exc)
     await publish_summary(handle, handle.read())
     logger.info("run %s %s; manifest %s", handle.label, manifest.status.value, handle.manifest_path)
