@@ -3,7 +3,8 @@
 Both sides use the same replay provider (with a simulated model latency per turn),
 the same real ``codex mcp-server``, the same prompts (the role functions) and the
 same sample repository. The bare side calls the roles directly with one codex
-session per call; the pipeline side runs the manager flow with its subflows, tasks,
+session per call; the replay provider runs in a process of its own, like a remote
+model; the pipeline side runs the manager flow with its subflows, tasks,
 manifest writes, Vault logins, git worktrees, gates, artifacts and the cloud mirror.
 They run alternately, ``--rounds`` times each, in one process.
 
@@ -31,7 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agents.replay import ReplayServer, replay_config  # noqa: E402
+import httpx  # noqa: E402
+
+from agents.replay import ReplayProcess, replay_config  # noqa: E402
 from agents.roles import run_builder, run_planner, run_reviewer, run_tester  # noqa: E402
 from agents.session import CodexSession  # noqa: E402
 from orchestrator.credentials import CLOUD_TOKEN, DEFAULT_SECRET_ID_ENV  # noqa: E402
@@ -45,7 +48,10 @@ TASK = ROOT / "examples" / "tasks" / "add-text-helpers.yaml"
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-c", "user.name=b", "-c", "user.email=b@localhost", *args],
-        cwd=repo, capture_output=True, text=True, check=True,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
 
 
@@ -101,24 +107,45 @@ async def pipeline_run(folder: Path) -> tuple[float, int]:
     return elapsed, 5
 
 
+class Model:
+    """The replay provider in a process of its own, as a remote model would be: load in
+    the measured process must not slow the model down."""
+
+    def __init__(self, process: ReplayProcess) -> None:
+        self.process = process
+        self.url = process.url
+        self._control = process.url.removesuffix("/v1") + "/_replay"
+
+    def set_latency(self, seconds: float) -> None:
+        httpx.put(f"{self._control}/latency", json={"seconds": seconds}).raise_for_status()
+
+    def request_count(self) -> int:
+        response = httpx.get(f"{self._control}/requests")
+        response.raise_for_status()
+        return len(response.json())
+
+
 @contextmanager
-def stack(latency: float, folder: Path) -> Iterator[ReplayServer]:
+def stack(latency: float, folder: Path) -> Iterator[Model]:
     """OpenBao, the Runs API, the replay provider and a Prefect API; blocks saved."""
     from prefect.testing.utilities import prefect_test_harness
 
     from blocks import CodexCloudEndpoint, CodexServerSettings, VaultCredentials
 
     os.environ.update(
-        PREFECT_HOME=str(folder / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        ORCHESTRATOR_HOME=str(folder / "home"), PREFECT_LOGGING_LEVEL="WARNING",
+        PREFECT_HOME=str(folder / "prefect"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        ORCHESTRATOR_HOME=str(folder / "home"),
+        PREFECT_LOGGING_LEVEL="WARNING",
     )
     with (
         DevVault(envs=("dev",)) as vault,
-        ReplayServer(ROOT / "examples" / "replay" / "sample", latency=latency) as replay,
+        ReplayProcess.spawn(ROOT / "examples" / "replay" / "sample", latency=latency) as process,
         prefect_test_harness(server_startup_timeout=60),
     ):
         runs_api = spawn_server(
-            db_path=folder / "runs.sqlite3", token=vault.values("dev")[CLOUD_TOKEN],
+            db_path=folder / "runs.sqlite3",
+            token=vault.values("dev")[CLOUD_TOKEN],
             log_path=folder / "runs-api.log",
         )
         try:
@@ -126,30 +153,37 @@ def stack(latency: float, folder: Path) -> Iterator[ReplayServer]:
             VaultCredentials(address=vault.address, role_id=vault.approle("dev").role_id).save(
                 "default", overwrite=True
             )
-            CodexServerSettings.from_config(replay_config(replay.url)).save(
+            model = Model(process)
+            CodexServerSettings.from_config(replay_config(model.url)).save(
                 "default", overwrite=True
             )
             CodexCloudEndpoint(base_url=runs_api.url, workspace_id="bench").save(
                 "default", overwrite=True
             )
-            yield replay
+            yield model
         finally:
             runs_api.stop()
 
 
-async def measure(latency: float, rounds: int, folder: Path, replay: ReplayServer) -> None:
-    config = replay_config(replay.url)
-    replay.set_latency(0.0)
+async def measure(latency: float, rounds: int, folder: Path, model: Model) -> None:
+    config = replay_config(model.url)
+    model.set_latency(0.0)
     await pipeline_run(folder)  # warm-up: imports, database, codex binary in page cache
     await bare_run(config, folder)
-    replay.set_latency(latency)
+    model.set_latency(latency)
     bare, orchestrated, calls = [], [], 0
     for round_number in range(1, rounds + 1):
+        before = model.request_count()
         seconds, calls = await bare_run(config, folder)
         bare.append(seconds)
+        middle = model.request_count()
         seconds, _ = await pipeline_run(folder)
         orchestrated.append(seconds)
-        print(f"round {round_number}: bare {bare[-1]:.2f} s, pipeline {orchestrated[-1]:.2f} s")
+        after = model.request_count()
+        print(
+            f"round {round_number}: bare {bare[-1]:.2f} s ({middle - before} model requests), "
+            f"pipeline {orchestrated[-1]:.2f} s ({after - middle} model requests)"
+        )
     report(statistics.median(bare), statistics.median(orchestrated), calls, latency)
 
 
@@ -170,8 +204,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-", dir=Path.home()) as tmp:
         folder = Path(tmp)
-        with stack(args.latency, folder) as replay:
-            asyncio.run(measure(args.latency, args.rounds, folder, replay))
+        with stack(args.latency, folder) as model:
+            asyncio.run(measure(args.latency, args.rounds, folder, model))
 
 
 if __name__ == "__main__":

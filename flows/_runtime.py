@@ -8,7 +8,6 @@ an in-memory broker. Nothing secret is ever a flow parameter.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from contextvars import ContextVar
@@ -170,7 +169,8 @@ class PhaseRuntime:
         """A codex MCP server for this phase, with credentials from the broker only."""
         provider = self.codex.provider
         mapping = {provider.env_key: OPENAI_API_KEY} if provider.env_key else {}
-        env = self.broker.subprocess_env(mapping, base=os.environ)
+        # Only the credentials: the session builds the rest of codex's environment itself.
+        env = self.broker.subprocess_env(mapping)
         async with CodexSession(self.codex, env=env, approver=self.approver) as session:
             yield session
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from contextlib import ExitStack
+from contextlib import AsyncExitStack
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import Event, emit_event
 
-from blocks import CodexCloudEndpoint, VaultCredentials
+from blocks import CodexCloudEndpoint
 from orchestrator.exceptions import CredentialError, InvalidInputError
 from orchestrator.lifecycle import RunHandle
 from orchestrator.runs_api import RunsApiClient
@@ -31,7 +31,7 @@ from orchestrator.sync import record_failure, sync_pending, sync_run
 from orchestrator.workspace import Workspace
 from schemas import RunManifest, SyncRecord, SyncState, utc_now
 
-from ._runtime import DEFAULT_BLOCK, load_block, open_credentials, open_workspace, run_logger
+from ._runtime import DEFAULT_BLOCK, load_block, open_workspace, run_broker, run_logger
 
 RUN_COMPLETED_EVENT = "orchestrator.run.completed"
 _EVENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:codex-orchestrator:event")
@@ -79,17 +79,19 @@ def emit_run_completed(handle: RunHandle, manifest: RunManifest) -> Event | None
 
 
 async def _open_client(
-    stack: ExitStack, workspace: Workspace, env: str, cloud_block: str, vault_block: str
+    stack: AsyncExitStack, workspace: Workspace, env: str, cloud_block: str, vault_block: str
 ) -> RunsApiClient:
-    """A Runs API client with ``env``'s token from Vault, closed (and revoked) with ``stack``.
+    """A Runs API client with ``env``'s token from Vault, closed with ``stack``.
+
+    Inside a pipeline run the run's open broker is reused; otherwise a broker of its
+    own is opened, and revoked with ``stack``.
 
     Raises:
         InvalidInputError: A block is missing.
         CredentialError: Vault failed, or the secret has no token.
     """
     endpoint = await load_block(CodexCloudEndpoint, cloud_block)
-    vault = await load_block(VaultCredentials, vault_block)
-    broker = stack.enter_context(open_credentials(vault, env, workspace))
+    broker = await stack.enter_async_context(run_broker(vault_block, env, workspace))
     return stack.enter_context(
         endpoint.get_client(broker, audit=workspace.audit, redactor=workspace.redactor)
     )
@@ -99,7 +101,7 @@ async def _mirror(
     workspace: Workspace, task_id: str, run_id: str, cloud_block: str, vault_block: str
 ) -> SyncRecord:
     env = workspace.store.read(task_id, run_id).env
-    with ExitStack() as stack:
+    async with AsyncExitStack() as stack:
         try:
             client = await _open_client(stack, workspace, env, cloud_block, vault_block)
         except (InvalidInputError, CredentialError) as exc:
@@ -157,7 +159,7 @@ async def sync_backlog(
         be tried), ``other_env`` (left alone).
     """
     workspace = open_workspace()
-    with ExitStack() as stack:
+    async with AsyncExitStack() as stack:
         client = await _open_client(stack, workspace, env, cloud_block, vault_block)
         summary = await asyncio.to_thread(sync_pending, workspace, client, env=env)
     logger = run_logger()

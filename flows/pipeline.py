@@ -81,13 +81,14 @@ async def pipeline(
     handle = _open_run(workspace, task_file=task_file, env=env, run_id=run_id, repo=repo)
     await _name_flow_run(handle)
     blocks = {"codex_block": codex_block, "vault_block": vault_block}
-    try:
-        if not handle.read().status.finished:
-            await _drive(handle, blocks)
-    finally:  # a run that ended by an exception gets its event and mirror too
-        manifest = handle.read()
-        if manifest.status.finished:
-            await _finish(handle, manifest, cloud_block=cloud_block, vault_block=vault_block)
+    async with shared_run_resources():
+        try:
+            if not handle.read().status.finished:
+                await _drive(handle, blocks)
+        finally:  # a run that ended by an exception gets its event and mirror too
+            manifest = handle.read()
+            if manifest.status.finished:
+                await _finish(handle, manifest, cloud_block=cloud_block, vault_block=vault_block)
     if manifest.status is RunStatus.FAILED:
         raise RunFailedError(
             f"run {handle.label} failed: {manifest.status_reason}",
@@ -143,10 +144,9 @@ async def _name_flow_run(handle: RunHandle) -> None:
 async def _drive(handle: RunHandle, blocks: dict[str, str]) -> None:
     """Run the phases; any error marks the run failed with its reason (and is raised)."""
     try:
-        async with shared_run_resources():
-            await _check_credentials(handle, blocks)
-            with quiet_subflow():
-                await _run_phases(handle, blocks)
+        await _check_credentials(handle, blocks)
+        with quiet_subflow():
+            await _run_phases(handle, blocks)
     except Exception as exc:
         if not handle.read().status.finished:
             fail_run(handle, str(exc) or type(exc).__name__, error_type=type(exc).__name__)
