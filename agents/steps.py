@@ -29,8 +29,10 @@ from orchestrator.lifecycle import (
     fail_step,
     finish_step,
 )
+from orchestrator.runstore import Mutation
 from schemas import (
     AgentRole,
+    AgentStep,
     PhaseName,
     Plan,
     ReviewVerdict,
@@ -81,9 +83,9 @@ def _repo(manifest: RunManifest) -> Path:
     return Path(manifest.task.repo_path)
 
 
-def _redo_context(handle: RunHandle, step_id: str) -> str:
-    step = handle.read().step(step_id)
-    return REDO_NOTE if step is not None and step.attempt > 1 else ""
+def _redo_context(step: AgentStep) -> str:
+    """A note for a step that is being redone (its earlier attempt was interrupted)."""
+    return REDO_NOTE if step.attempt > 1 else ""
 
 
 def _outcome(outcome: RoleOutcome[object]) -> StepOutcome:
@@ -113,7 +115,7 @@ async def plan_step(
         return Plan.model_validate_json(handle.read_artifact(done))
     manifest = handle.read()
     spec = manifest.task.spec
-    begin_step(handle, PhaseName.PLAN, PLAN_STEP, AgentRole.PLANNER)
+    step = begin_step(handle, PhaseName.PLAN, PLAN_STEP, AgentRole.PLANNER)
     try:
         if spec.subtasks:
             plan = Plan(
@@ -125,22 +127,28 @@ async def plan_step(
                 session,
                 spec,
                 repo=_repo(manifest),
-                context=_redo_context(handle, PLAN_STEP),
+                context=_redo_context(step),
                 on_event=on_event,
             )
             plan, outcome = role.output, _outcome(role)
     except Exception as exc:
         fail_step(handle, PhaseName.PLAN, PLAN_STEP, exc)
         raise
-    artifact = handle.write_artifact(
+    artifact = handle.store_artifact(
         PLAN_ARTIFACT, plan.model_dump_json(indent=2), kind="plan", step_id=PLAN_STEP
     )
-    finish_step(handle, PLAN_STEP, outcome, artifact=artifact, task_run_id=task_run_id)
-    _record_subtasks(handle, plan.subtasks)
+    finish_step(
+        handle,
+        PLAN_STEP,
+        outcome,
+        artifacts=[artifact],
+        task_run_id=task_run_id,
+        also=_subtasks_planned(handle, plan.subtasks),
+    )
     return plan
 
 
-def _record_subtasks(handle: RunHandle, subtasks: list[SubtaskSpec]) -> None:
+def _subtasks_planned(handle: RunHandle, subtasks: list[SubtaskSpec]) -> Mutation:
     def record(m: RunManifest) -> None:
         known = {s.id for s in m.subtasks}
         m.subtasks += [
@@ -156,7 +164,7 @@ def _record_subtasks(handle: RunHandle, subtasks: list[SubtaskSpec]) -> None:
             if s.id not in known
         ]
 
-    handle.update(record, event="subtasks.planned", count=len(subtasks))
+    return record
 
 
 # -- build -------------------------------------------------------------------------
@@ -193,34 +201,42 @@ async def build_step(
         subtask_branch(handle, subtask_id),
         manifest.task.base_commit,
     )
-    begin_step(handle, PhaseName.BUILD, step_id, AgentRole.BUILDER)
-    _mark_subtask(handle, subtask_id, StepStatus.RUNNING, worktree=worktree, count_call=True)
+    running = _subtask_marker(subtask_id, StepStatus.RUNNING, worktree=worktree, count_call=True)
+    step = begin_step(handle, PhaseName.BUILD, step_id, AgentRole.BUILDER, also=running)
     try:
         role = await run_builder(
             session,
             manifest.task.spec,
             _spec_of(record),
             worktree=worktree.path,
-            context=_redo_context(handle, step_id),
+            context=_redo_context(step),
             on_event=on_event,
         )
         commit, changed = commit_all(worktree, f"{subtask_id}: {record.title}")
     except Exception as exc:
-        fail_step(handle, PhaseName.BUILD, step_id, exc)
-        _mark_subtask(handle, subtask_id, StepStatus.FAILED)
+        failed = _subtask_marker(subtask_id, StepStatus.FAILED)
+        fail_step(handle, PhaseName.BUILD, step_id, exc, also=failed)
         raise
     report = role.output.model_copy(update={"files_changed": changed})
-    artifact = handle.write_artifact(
-        build_artifact(subtask_id), report.model_dump_json(indent=2), kind="build", step_id=step_id
+    artifacts = [
+        handle.store_artifact(
+            build_artifact(subtask_id),
+            report.model_dump_json(indent=2),
+            kind="build",
+            step_id=step_id,
+        ),
+        handle.store_artifact(
+            f"build/{subtask_id}.diff",
+            diff(worktree.path, manifest.task.base_commit, commit),
+            kind="diff",
+            step_id=step_id,
+        ),
+    ]
+    built = _subtask_marker(subtask_id, StepStatus.SUCCEEDED, commit=commit)
+    finish_step(
+        handle, step_id, _outcome(role), artifacts=artifacts, task_run_id=task_run_id, also=built
     )
-    handle.write_artifact(
-        f"build/{subtask_id}.diff",
-        diff(worktree.path, manifest.task.base_commit, commit),
-        kind="diff",
-        step_id=step_id,
-    )
-    finish_step(handle, step_id, _outcome(role), artifact=artifact, task_run_id=task_run_id)
-    return _mark_subtask(handle, subtask_id, StepStatus.SUCCEEDED, commit=commit)
+    return _subtask(handle, subtask_id)
 
 
 def _subtask(handle: RunHandle, subtask_id: str) -> SubtaskRecord:
@@ -236,15 +252,16 @@ def _spec_of(record: SubtaskRecord) -> SubtaskSpec:
     )
 
 
-def _mark_subtask(
-    handle: RunHandle,
+def _subtask_marker(
     subtask_id: str,
     status: StepStatus,
     *,
     worktree: Worktree | None = None,
     commit: str | None = None,
     count_call: bool = False,
-) -> SubtaskRecord:
+) -> Mutation:
+    """The change to one subtask's record, applied with its step's own update."""
+
     def mark(m: RunManifest) -> None:
         record = m.subtask(subtask_id)
         assert record is not None
@@ -256,10 +273,7 @@ def _mark_subtask(
         if count_call:
             record.builder_calls += 1
 
-    manifest = handle.update(mark, event="subtask.updated", subtask=subtask_id, status=status.value)
-    record = manifest.subtask(subtask_id)
-    assert record is not None
-    return record
+    return mark
 
 
 # -- merge -------------------------------------------------------------------------
@@ -324,23 +338,29 @@ async def test_step(
         return TestReport.model_validate_json(handle.read_artifact(done))
     worktree = result_worktree(handle)
     manifest = handle.read()
-    begin_step(handle, PhaseName.TEST, TEST_STEP, AgentRole.TESTER)
+    step = begin_step(handle, PhaseName.TEST, TEST_STEP, AgentRole.TESTER)
     try:
         role = await run_tester(
             session,
             manifest.task.spec,
             repo=worktree.path,
-            context=_redo_context(handle, TEST_STEP),
+            context=_redo_context(step),
             on_event=on_event,
         )
     except Exception as exc:
         fail_step(handle, PhaseName.TEST, TEST_STEP, exc)
         raise
-    artifact = handle.write_artifact(
+    artifact = handle.store_artifact(
         TEST_ARTIFACT, role.output.model_dump_json(indent=2), kind="test-report", step_id=TEST_STEP
     )
-    finish_step(handle, TEST_STEP, _outcome(role), artifact=artifact, task_run_id=task_run_id)
-    _record_result(handle, tests_passed=role.output.passed)
+    finish_step(
+        handle,
+        TEST_STEP,
+        _outcome(role),
+        artifacts=[artifact],
+        task_run_id=task_run_id,
+        also=_result_fields(tests_passed=role.output.passed),
+    )
     return role.output
 
 
@@ -365,7 +385,7 @@ async def review_step(
     test_report = TestReport.model_validate_json(handle.read_artifact(test_record))
     worktree = result_worktree(handle)
     change = diff(worktree.path, manifest.task.base_commit, manifest.result.commit)
-    begin_step(handle, PhaseName.REVIEW, REVIEW_STEP, AgentRole.REVIEWER)
+    step = begin_step(handle, PhaseName.REVIEW, REVIEW_STEP, AgentRole.REVIEWER)
     try:
         role = await run_reviewer(
             session,
@@ -373,28 +393,36 @@ async def review_step(
             repo=worktree.path,
             diff=change,
             test_report=test_report,
-            context=_redo_context(handle, REVIEW_STEP),
+            context=_redo_context(step),
             on_event=on_event,
         )
     except Exception as exc:
         fail_step(handle, PhaseName.REVIEW, REVIEW_STEP, exc)
         raise
-    artifact = handle.write_artifact(
+    artifact = handle.store_artifact(
         REVIEW_ARTIFACT,
         role.output.model_dump_json(indent=2),
         kind="review",
         step_id=REVIEW_STEP,
     )
-    finish_step(handle, REVIEW_STEP, _outcome(role), artifact=artifact, task_run_id=task_run_id)
-    _record_result(handle, verdict=role.output.verdict.value)
+    finish_step(
+        handle,
+        REVIEW_STEP,
+        _outcome(role),
+        artifacts=[artifact],
+        task_run_id=task_run_id,
+        also=_result_fields(verdict=role.output.verdict.value),
+    )
     return role.output
 
 
-def _record_result(handle: RunHandle, **fields: object) -> None:
+def _result_fields(**fields: object) -> Mutation:
+    """The change to the run's result, applied with its step's own update."""
+
     def record(m: RunManifest) -> None:
         m.result = (m.result or RunResult()).model_copy(update=fields)
 
-    handle.update(record, event="result.updated", **fields)
+    return record
 
 
 NO_AGENT_CALL = StepOutcome(

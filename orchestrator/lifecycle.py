@@ -35,7 +35,7 @@ from schemas import (
 
 from .exceptions import InvalidInputError
 from .gitops import check_target
-from .runstore import new_run_id, sha256_file
+from .runstore import add_artifacts, new_run_id, sha256_file
 from .taskspec import load_task_spec, resolve_repo
 from .workspace import Workspace
 
@@ -94,6 +94,14 @@ class RunHandle:
     ) -> ArtifactRecord:
         return self.workspace.store.write_artifact(
             self.task_id, self.run_id, name, content, kind=kind, step_id=step_id, actor=ACTOR
+        )
+
+    def store_artifact(
+        self, name: str, content: str | bytes, *, kind: str, step_id: str | None = None
+    ) -> ArtifactRecord:
+        """Write the file only; record it with :func:`finish_step`."""
+        return self.workspace.store.store_artifact(
+            self.task_id, self.run_id, name, content, kind=kind, step_id=step_id
         )
 
     def read_artifact(self, record: ArtifactRecord) -> str:
@@ -231,8 +239,15 @@ def completed_output(handle: RunHandle, step_id: str) -> ArtifactRecord | None:
     return record if store.artifact_intact(handle.task_id, handle.run_id, record) else None
 
 
-def begin_step(handle: RunHandle, phase: PhaseName, step_id: str, role: AgentRole) -> AgentStep:
-    """Record a step as running (a new attempt); returns the step."""
+def begin_step(
+    handle: RunHandle,
+    phase: PhaseName,
+    step_id: str,
+    role: AgentRole,
+    *,
+    also: Callable[[RunManifest], None] | None = None,
+) -> AgentStep:
+    """Record a step as running (a new attempt), and ``also`` in the same update."""
 
     def begin(m: RunManifest) -> None:
         steps = m.phases.get(phase).steps
@@ -245,6 +260,8 @@ def begin_step(handle: RunHandle, phase: PhaseName, step_id: str, role: AgentRol
         step.started_at = utc_now()
         step.finished_at = step.duration_ms = step.error = None
         step.commands, step.patches, step.tokens = [], [], TokenUsage()
+        if also is not None:
+            also(m)
 
     manifest = handle.update(begin, event="step.started", step=step_id)
     step = manifest.step(step_id)
@@ -269,25 +286,43 @@ def finish_step(
     step_id: str,
     outcome: StepOutcome,
     *,
-    artifact: ArtifactRecord,
+    artifacts: list[ArtifactRecord],
     task_run_id: str | None = None,
+    also: Callable[[RunManifest], None] | None = None,
 ) -> None:
+    """Record a step done with its outcome and output artifacts (the first is its output),
+    and ``also`` (e.g. the subtask's commit), in one update: the step is done exactly
+    when its artifacts are recorded."""
+
     def finish(m: RunManifest) -> None:
         step = m.step(step_id)
         assert step is not None, step_id
+        add_artifacts(m, artifacts)
         step.status = StepStatus.SUCCEEDED
         step.thread_id = outcome.thread_id
         step.prompt_sha256 = outcome.prompt_sha256
         step.commands, step.patches, step.tokens = outcome.commands, outcome.patches, outcome.tokens
         step.duration_ms = outcome.duration_ms
-        step.output_artifact = artifact.name
+        step.output_artifact = artifacts[0].name
         step.task_run_id = task_run_id or step.task_run_id
         step.finished_at = utc_now()
+        if also is not None:
+            also(m)
 
-    handle.update(finish, event="step.succeeded", step=step_id, artifact=artifact.name)
+    handle.update(
+        finish, event="step.succeeded", step=step_id, artifacts=[a.name for a in artifacts]
+    )
 
 
-def fail_step(handle: RunHandle, phase: PhaseName, step_id: str, error: BaseException) -> None:
+def fail_step(
+    handle: RunHandle,
+    phase: PhaseName,
+    step_id: str,
+    error: BaseException,
+    *,
+    also: Callable[[RunManifest], None] | None = None,
+) -> None:
+    """Record a step failed with the error's message, and ``also``, in one update."""
     message = str(error) or type(error).__name__
 
     def fail(m: RunManifest) -> None:
@@ -305,6 +340,8 @@ def fail_step(handle: RunHandle, phase: PhaseName, step_id: str, error: BaseExce
                 message=message,
             )
         )
+        if also is not None:
+            also(m)
 
     handle.update(fail, event="step.failed", step=step_id, error=message)
 

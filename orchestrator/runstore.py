@@ -227,10 +227,33 @@ class RunStore:
         Text is redacted before it is written. Writing the same name again replaces
         the file and its record.
         """
-        ref = self.ref(task_id, run_id)
-        path = self.artifact_path(ref, name)
+        record = self.store_artifact(task_id, run_id, name, content, kind=kind, step_id=step_id)
+
+        def add(manifest: RunManifest) -> None:
+            add_artifacts(manifest, [record])
+
+        self.update(task_id, run_id, add, event="artifact.written", actor=actor, artifact=name)
+        return record
+
+    def store_artifact(
+        self,
+        task_id: str,
+        run_id: str,
+        name: str,
+        content: bytes | str,
+        *,
+        kind: str = "file",
+        step_id: str | None = None,
+    ) -> ArtifactRecord:
+        """Write the file only (redacted text, atomically) and return its record.
+
+        The caller records it in the manifest with :func:`add_artifacts`, e.g. in the
+        same update that marks its step done.
+        """
+        path = self.artifact_path(self.ref(task_id, run_id), name)
         data = self.redactor.redact(content).encode() if isinstance(content, str) else content
-        record = ArtifactRecord(
+        atomic_write(path, data)
+        return ArtifactRecord(
             name=name,
             kind=kind,
             sha256=sha256_bytes(data),
@@ -238,13 +261,6 @@ class RunStore:
             step_id=step_id,
             created_at=utc_now(),
         )
-        atomic_write(path, data)
-
-        def add(manifest: RunManifest) -> None:
-            manifest.artifacts = [a for a in manifest.artifacts if a.name != name] + [record]
-
-        self.update(task_id, run_id, add, event="artifact.written", actor=actor, artifact=name)
-        return record
 
     def artifact_path(self, ref: RunRef, name: str) -> Path:
         """The path of artifact ``name``; each level must be a safe id."""
@@ -284,6 +300,12 @@ class RunStore:
         text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
         atomic_write(ref.manifest_path, text.encode())
         return written
+
+
+def add_artifacts(manifest: RunManifest, records: list[ArtifactRecord]) -> None:
+    """Record artifacts in ``manifest``, replacing any earlier record of the same name."""
+    names = {record.name for record in records}
+    manifest.artifacts = [a for a in manifest.artifacts if a.name not in names] + records
 
 
 def load_manifest(path: Path) -> RunManifest:
