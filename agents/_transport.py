@@ -34,6 +34,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCRequest, jsonrpc_message_adapter
 
+from orchestrator.processes import descendants, is_same_process
+
 logger = logging.getLogger(__name__)
 
 EVENT_METHOD = "codex/event"
@@ -71,7 +73,7 @@ class CodexProcess:
     _read_writer: MemoryObjectSendStream[SessionMessage | Exception]
     _write_reader: MemoryObjectReceiveStream[SessionMessage]
     _stderr: deque[bytes] = field(default_factory=lambda: deque(maxlen=64))
-    _known: dict[int, str] = field(default_factory=dict)
+    _known: dict[int, int] = field(default_factory=dict)
     stdout_closed: anyio.Event = field(default_factory=anyio.Event)
 
     @property
@@ -168,7 +170,7 @@ class CodexProcess:
 
     def _record_descendants(self) -> None:
         if self.process.returncode is None:
-            self._known.update(_descendants(self.pid))
+            self._known.update(descendants(self.pid))
 
     async def _pump_stderr(self) -> None:
         assert self.process.stderr is not None
@@ -270,47 +272,8 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
-def _descendants(root: int) -> dict[int, str]:
-    """(pid, start time) of every live descendant of ``root``, read from /proc (Linux)."""
-    children: dict[int, list[int]] = {}
-    start_times: dict[int, str] = {}
-    for stat in _proc_stats():
-        pid, ppid, start = stat
-        children.setdefault(ppid, []).append(pid)
-        start_times[pid] = start
-    found: dict[int, str] = {}
-    stack = list(children.get(root, []))
-    while stack:
-        pid = stack.pop()
-        found[pid] = start_times[pid]
-        stack.extend(children.get(pid, []))
-    return found
-
-
-def _proc_stats() -> list[tuple[int, int, str]]:
-    stats: list[tuple[int, int, str]] = []
-    with suppress(OSError):
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit() and (stat := _read_stat(int(entry.name))) is not None:
-                stats.append(stat)
-    return stats
-
-
-def _read_stat(pid: int) -> tuple[int, int, str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Field 2 (comm) may hold spaces and parentheses: split after its closing ')'.
-    fields = raw[raw.rfind(")") + 2 :].split()
-    if len(fields) < 20:
-        return None
-    return pid, int(fields[1]), fields[19]
-
-
-def _kill_survivors(processes: Iterable[tuple[int, str]]) -> None:
-    for pid, start in processes:
-        stat = _read_stat(pid)
-        if stat is not None and stat[2] == start:  # same process, not a reused pid
+def _kill_survivors(processes: Iterable[tuple[int, int]]) -> None:
+    for pid, ticks in processes:
+        if is_same_process(pid, ticks):  # not a stranger that got the pid since
             with suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)

@@ -65,6 +65,7 @@ from .credentials import (
     VaultSettings,
 )
 from .exceptions import CredentialError
+from .processes import is_same_process, process_info, start_ticks
 
 ROOT_TOKEN_ENV = "BAO_DEV_ROOT_TOKEN_ID"
 LOG_FILE = "bao.log"
@@ -417,7 +418,7 @@ def start_background(
     state_dir = state_dir.resolve()
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     running = read_state(state_dir)
-    if running is not None and _is_same_process(running.pid, running.start_ticks):
+    if running is not None and is_same_process(running.pid, running.start_ticks):
         raise CredentialError(
             f"a dev Vault recorded in {state_dir} is already running at {running.address}",
             cause=CredentialCause.ERROR,
@@ -466,7 +467,7 @@ def stop_background(state_dir: Path, *, timeout: float = 10.0) -> bool:
             (state.pid, state.start_ticks),
             (state.server_pid, state.server_start_ticks),
         ):
-            if _is_same_process(pid, ticks):  # the server only if its supervisor failed
+            if is_same_process(pid, ticks):  # the server only if its supervisor failed
                 _terminate_pid(pid, timeout=timeout)
                 stopped = True
     _remove_state(state_dir)
@@ -531,9 +532,9 @@ def _record(vault: DevVault, state_dir: Path) -> None:
     vault.write_secret_id_files(state_dir)
     state = DevVaultState(
         pid=os.getpid(),
-        start_ticks=_start_ticks(os.getpid()),
+        start_ticks=start_ticks(os.getpid()),
         server_pid=vault.pid,
-        server_start_ticks=_start_ticks(vault.pid),
+        server_start_ticks=start_ticks(vault.pid),
         address=vault.address,
         envs=vault.envs,
         role_ids={env: vault.approle(env).role_id for env in vault.envs},
@@ -628,32 +629,11 @@ def _wait_gone(pid: int, *, timeout: float) -> bool:
     while time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap it if it happens to be our child
-        if _process_state(pid) in (None, "Z", "X"):
+        info = process_info(pid)
+        if info is None or not info.alive:
             return True
         time.sleep(0.02)
     return False
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    except OSError:
-        return None
-    return stat.rpartition(")")[2].split()  # the command name may contain spaces
-
-
-def _process_state(pid: int) -> str | None:
-    fields = _stat_fields(pid)
-    return fields[0] if fields else None
-
-
-def _start_ticks(pid: int) -> int:
-    fields = _stat_fields(pid)
-    return int(fields[19]) if fields else -1  # field 22 of /proc/<pid>/stat: starttime
-
-
-def _is_same_process(pid: int, start_ticks: int) -> bool:
-    return _process_state(pid) not in (None, "Z", "X") and _start_ticks(pid) == start_ticks
 
 
 def _write_private(path: Path, text: str, *, replace: bool = False) -> None:

@@ -91,6 +91,7 @@ from orchestrator.dev_vault import (
 )
 from orchestrator.exceptions import OrchestratorError
 from orchestrator.gitops import check_target, git
+from orchestrator.processes import descendants, is_same_process, process_table, start_ticks
 from orchestrator.redaction import get_redactor
 from orchestrator.runs_api_server import DEFAULT_TOKEN_ENV, READY_PREFIX
 from schemas import CodexServerConfig, ModelProvider
@@ -188,7 +189,7 @@ class ServiceRecord(BaseModel):
 
     @property
     def running(self) -> bool:
-        return _is_same_process(self.pid, self.start_ticks)
+        return is_same_process(self.pid, self.start_ticks)
 
 
 class StackInfo(BaseModel):
@@ -342,7 +343,7 @@ def spawn(
         )
     finally:
         os.close(out)
-    record = ServiceRecord(name=name, pid=pid, start_ticks=_start_ticks(pid), log=log)
+    record = ServiceRecord(name=name, pid=pid, start_ticks=start_ticks(pid), log=log)
     _record(state_dir, record)
     return Starting(record, lambda: ready(offset), state_dir, timeout)
 
@@ -792,32 +793,19 @@ def _snapshot(services: Sequence[ServiceRecord]) -> dict[int, int]:
 
 def _snapshot_pids(pids: Sequence[int]) -> dict[int, int]:
     """``pids``, their descendants and their sessions' members: pid -> start ticks."""
-    table = _process_table()
+    table = process_table()
     roots = set(pids)
     found = {pid for pid in roots if pid in table}
-    found |= {pid for pid, (_, session, _) in table.items() if session in roots}
-    frontier = set(found)
-    while frontier:
-        frontier = {pid for pid, (ppid, _, _) in table.items() if ppid in frontier} - found
-        found |= frontier
+    found |= {info.pid for info in table.values() if info.session in roots}
+    for pid in list(found):
+        found |= set(descendants(pid, table))
     found.discard(os.getpid())
-    return {pid: table[pid][2] for pid in found}
-
-
-def _process_table() -> dict[int, tuple[int, int, int]]:
-    """Every live process: pid -> (parent pid, session id, start ticks)."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(int(entry))
-            if fields and fields[0] not in ("Z", "X"):
-                table[int(entry)] = (int(fields[1]), int(fields[3]), int(fields[19]))
-    return table
+    return {pid: table[pid].start_ticks for pid in found}
 
 
 def _signal_all(processes: Mapping[int, int], signum: int) -> None:
     for pid, ticks in processes.items():
-        if _is_same_process(pid, ticks):
+        if is_same_process(pid, ticks):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signum)
 
@@ -830,30 +818,12 @@ def _wait_gone(processes: Mapping[int, int], *, timeout: float) -> dict[int, int
         for pid in list(left):
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
-            if not _is_same_process(pid, left[pid]):
+            if not is_same_process(pid, left[pid]):
                 del left[pid]
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     return left
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    except OSError:
-        return None
-    return stat.rpartition(")")[2].split()  # the command name may contain spaces
-
-
-def _start_ticks(pid: int) -> int:
-    fields = _stat_fields(pid)
-    return int(fields[19]) if fields else -1  # field 22 of /proc/<pid>/stat: starttime
-
-
-def _is_same_process(pid: int, start_ticks: int) -> bool:
-    fields = _stat_fields(pid)
-    return fields is not None and fields[0] not in ("Z", "X") and int(fields[19]) == start_ticks
 
 
 def _check_port_free(port: int) -> None:
@@ -1039,7 +1009,7 @@ def stack_processes(state_dir: Path) -> dict[int, int]:
 
 def still_running(processes: Mapping[int, int]) -> list[int]:
     """Those of ``processes`` (pid -> start ticks) that still run (a zombie does not)."""
-    return sorted(pid for pid, ticks in processes.items() if _is_same_process(pid, ticks))
+    return sorted(pid for pid, ticks in processes.items() if is_same_process(pid, ticks))
 
 
 def model_key_warning(environ: Mapping[str, str] = os.environ) -> str | None:

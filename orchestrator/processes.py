@@ -1,0 +1,75 @@
+"""Processes as Linux shows them in ``/proc``: who is alive, whose child, since when.
+
+A PID can be reused; a process is identified by its PID *and* its start time (clock
+ticks since boot, field 22 of ``/proc/<pid>/stat``), so that stopping "the process we
+started" never hits a stranger that got the same PID.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+_GONE_STATES = frozenset({"Z", "X"})  # zombie, dead
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    state: str
+    parent: int
+    session: int
+    start_ticks: int
+
+    @property
+    def alive(self) -> bool:
+        return self.state not in _GONE_STATES
+
+
+def process_info(pid: int) -> ProcessInfo | None:
+    """What ``/proc/<pid>/stat`` says, or None when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # the command name may hold spaces and ')'
+    if len(fields) < 20:
+        return None
+    return ProcessInfo(pid, fields[0], int(fields[1]), int(fields[3]), int(fields[19]))
+
+
+def start_ticks(pid: int) -> int:
+    """The process's start time in clock ticks since boot; -1 when it does not exist."""
+    info = process_info(pid)
+    return info.start_ticks if info else -1
+
+
+def is_same_process(pid: int, ticks: int) -> bool:
+    """True while the process that had ``ticks`` as start time still runs as ``pid``."""
+    info = process_info(pid)
+    return info is not None and info.alive and info.start_ticks == ticks
+
+
+def process_table() -> dict[int, ProcessInfo]:
+    """Every live process."""
+    table: dict[int, ProcessInfo] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (info := process_info(int(entry))) is not None and info.alive:
+            table[info.pid] = info
+    return table
+
+
+def descendants(root: int, table: dict[int, ProcessInfo] | None = None) -> dict[int, int]:
+    """Every live descendant of ``root``: pid -> start ticks."""
+    table = process_table() if table is None else table
+    children: dict[int, list[int]] = {}
+    for info in table.values():
+        children.setdefault(info.parent, []).append(info.pid)
+    found: dict[int, int] = {}
+    stack = list(children.get(root, []))
+    while stack:
+        pid = stack.pop()
+        found[pid] = table[pid].start_ticks
+        stack.extend(children.get(pid, []))
+    return found
