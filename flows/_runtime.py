@@ -8,7 +8,7 @@ an in-memory broker. Nothing secret is ever a flow parameter.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -272,6 +272,24 @@ def retry_transient_only(task: object, task_run: object, state: State) -> bool:
     """
     error = state.data
     return isinstance(error, BaseException) and is_transient(error)
+
+
+async def call_agent(
+    runtime: PhaseRuntime, step_id: str, step: Callable[..., Awaitable[R]], *args: Any
+) -> R:
+    """Run one agent step (``agents.steps``) on a codex session of its own.
+
+    The agent's progress (commands, exit codes, patches) goes to the task run's log.
+    """
+    logger = run_logger()
+    async with runtime.session() as session:
+        return await step(
+            runtime.handle,
+            session,
+            *args,
+            on_event=event_logger(logger, step_id),
+            task_run_id=current_task_run_id(),
+        )
 
 
 def agent_task(

@@ -22,8 +22,7 @@ from ._runtime import (
     DEFAULT_BLOCK,
     PhaseRuntime,
     agent_task,
-    current_task_run_id,
-    event_logger,
+    call_agent,
     run_logger,
     running_phase,
 )
@@ -34,17 +33,9 @@ BUILDERS_LIMIT = "codex-builders"
 @agent_task("builder", run_name="builder {subtask_id}")
 async def builder(runtime: PhaseRuntime, subtask_id: str) -> SubtaskRecord:
     """One builder call for exactly one subtask (skipped when the manifest records it done)."""
-    logger = run_logger()
     step_id = build_step_id(subtask_id)
-    async with runtime.session() as session:
-        record = await build_step(
-            runtime.handle,
-            session,
-            subtask_id,
-            on_event=event_logger(logger, step_id),
-            task_run_id=current_task_run_id(),
-        )
-    logger.info("%s: committed %s on %s", step_id, (record.commit or "")[:12], record.branch)
+    record = await call_agent(runtime, step_id, build_step, subtask_id)
+    run_logger().info("%s: committed %s on %s", step_id, (record.commit or "")[:12], record.branch)
     return record
 
 

@@ -12,8 +12,7 @@ from ._runtime import (
     DEFAULT_BLOCK,
     PhaseRuntime,
     agent_task,
-    current_task_run_id,
-    event_logger,
+    call_agent,
     run_logger,
     running_phase,
 )
@@ -22,15 +21,10 @@ from ._runtime import (
 @agent_task("planner", run_name="planner {runtime.handle.label}")
 async def planner(runtime: PhaseRuntime) -> Plan:
     """One planner call (skipped when the manifest records it done)."""
-    logger = run_logger()
-    async with runtime.session() as session:
-        plan = await plan_step(
-            runtime.handle,
-            session,
-            on_event=event_logger(logger, PLAN_STEP),
-            task_run_id=current_task_run_id(),
-        )
-    logger.info("plan: %d subtasks: %s", len(plan.subtasks), ", ".join(s.id for s in plan.subtasks))
+    plan = await call_agent(runtime, PLAN_STEP, plan_step)
+    run_logger().info(
+        "plan: %d subtasks: %s", len(plan.subtasks), ", ".join(s.id for s in plan.subtasks)
+    )
     return plan
 
 

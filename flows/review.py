@@ -12,8 +12,7 @@ from ._runtime import (
     DEFAULT_BLOCK,
     PhaseRuntime,
     agent_task,
-    current_task_run_id,
-    event_logger,
+    call_agent,
     run_logger,
     running_phase,
 )
@@ -22,15 +21,8 @@ from ._runtime import (
 @agent_task("reviewer", run_name="reviewer {runtime.handle.label}")
 async def reviewer(runtime: PhaseRuntime) -> ReviewVerdict:
     """One reviewer call (skipped when the manifest records it done)."""
-    logger = run_logger()
-    async with runtime.session() as session:
-        verdict = await review_step(
-            runtime.handle,
-            session,
-            on_event=event_logger(logger, REVIEW_STEP),
-            task_run_id=current_task_run_id(),
-        )
-    logger.info("review: %s (%s)", verdict.verdict.value, "; ".join(verdict.reasons))
+    verdict = await call_agent(runtime, REVIEW_STEP, review_step)
+    run_logger().info("review: %s (%s)", verdict.verdict.value, "; ".join(verdict.reasons))
     return verdict
 
 

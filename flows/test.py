@@ -12,8 +12,7 @@ from ._runtime import (
     DEFAULT_BLOCK,
     PhaseRuntime,
     agent_task,
-    current_task_run_id,
-    event_logger,
+    call_agent,
     run_logger,
     running_phase,
 )
@@ -22,15 +21,8 @@ from ._runtime import (
 @agent_task("tester", run_name="tester {runtime.handle.label}")
 async def tester(runtime: PhaseRuntime) -> TestReport:
     """One tester call (skipped when the manifest records it done)."""
-    logger = run_logger()
-    async with runtime.session() as session:
-        report = await test_step(
-            runtime.handle,
-            session,
-            on_event=event_logger(logger, TEST_STEP),
-            task_run_id=current_task_run_id(),
-        )
-    logger.info(
+    report = await call_agent(runtime, TEST_STEP, test_step)
+    run_logger().info(
         "tests %s: exit %s, %d passed, %d failed",
         "passed" if report.passed else "FAILED",
         report.exit_code,
