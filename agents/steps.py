@@ -16,6 +16,7 @@ from orchestrator.exceptions import InvalidInputError
 from orchestrator.gitops import (
     Worktree,
     branch_commit,
+    clean_worktree,
     commit_all,
     diff,
     fresh_worktree,
@@ -310,11 +311,12 @@ def merge_step(handle: RunHandle) -> RunResult:
 
 
 def result_worktree(handle: RunHandle) -> Worktree:
-    """A clean worktree of the result branch at its recorded commit."""
+    """A clean worktree of the result branch at its recorded commit (the merge's own
+    worktree when nothing touched it since)."""
     manifest = handle.read()
     if manifest.result is None or manifest.result.commit is None or not manifest.result.branch:
         raise InvalidInputError(f"run {handle.label} has no merged result yet")
-    return fresh_worktree(
+    return clean_worktree(
         _repo(manifest),
         result_worktree_path(handle),
         manifest.result.branch,

@@ -88,10 +88,39 @@ class Worktree:
 
 def fresh_worktree(repo: Path, path: Path, branch: str, start: str) -> Worktree:
     """A clean worktree at ``path`` on ``branch``, reset to ``start`` (whatever was there)."""
-    remove_worktree(repo, path)
+    if path.exists():
+        remove_worktree(repo, path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    git(repo, "worktree", "add", "--force", "-B", branch, str(path), start)
+    add = ("worktree", "add", "--force", "-B", branch, str(path), start)
+    try:
+        git(repo, *add)
+    except GitError:  # a registration whose folder is gone still holds the branch
+        git(repo, "worktree", "prune")
+        git(repo, *add)
     return Worktree(repo, path, branch)
+
+
+def clean_worktree(repo: Path, path: Path, branch: str, commit: str) -> Worktree:
+    """The worktree at ``path`` if it is on ``branch`` at ``commit`` with nothing changed
+    or added; otherwise a fresh one (:func:`fresh_worktree`)."""
+    if path.is_dir() and _is_pristine(path, branch, commit):
+        return Worktree(repo, path, branch)
+    return fresh_worktree(repo, path, branch, commit)
+
+
+def _is_pristine(path: Path, branch: str, commit: str) -> bool:
+    status = git(path, "status", "--porcelain=v2", "--branch", "--untracked-files=all", check=False)
+    headers = {
+        line.split()[1]: line.split()[2]
+        for line in status.splitlines()
+        if line.startswith("# branch.") and len(line.split()) > 2
+    }
+    changes = [line for line in status.splitlines() if not line.startswith("#")]
+    return (
+        headers.get("branch.oid") == commit
+        and headers.get("branch.head") == branch
+        and (not changes)
+    )
 
 
 def remove_worktree(repo: Path, path: Path) -> None:

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from orchestrator.exceptions import InvalidInputError
+from orchestrator.gitops import check_target, clean_worktree, fresh_worktree, git
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    (path / "a.txt").write_text("a\n")
+    for command in (["init", "-q", "--initial-branch=main"], ["add", "-A"], ["commit", "-qm", "a"]):
+        git(path, *command)
+    return path
+
+
+def test_check_target_returns_the_base_commit_and_refuses_a_dirty_tree(repo: Path) -> None:
+    assert check_target(repo, "main") == git(repo, "rev-parse", "HEAD")
+    (repo / "b.txt").write_text("new\n")
+    with pytest.raises(InvalidInputError, match="1 uncommitted change"):
+        check_target(repo, "main")
+
+
+def test_a_pristine_worktree_is_reused_and_a_touched_one_is_made_fresh(
+    repo: Path, tmp_path: Path
+) -> None:
+    base = git(repo, "rev-parse", "HEAD")
+    tree = fresh_worktree(repo, tmp_path / "wt", "work", base)
+    marker = tree.path / "a.txt"
+    inode = marker.stat().st_ino
+
+    assert clean_worktree(repo, tree.path, "work", base).path == tree.path
+    assert marker.stat().st_ino == inode  # reused, not checked out again
+
+    (tree.path / "junk.txt").write_text("left by a crashed step\n")
+    clean_worktree(repo, tree.path, "work", base)
+    assert not (tree.path / "junk.txt").exists()
+
+
+def test_a_worktree_whose_folder_vanished_is_recreated(repo: Path, tmp_path: Path) -> None:
+    base = git(repo, "rev-parse", "HEAD")
+    tree = fresh_worktree(repo, tmp_path / "wt", "work", base)
+    subprocess.run(["rm", "-rf", str(tree.path)], check=True)  # registered, but gone
+
+    again = fresh_worktree(repo, tree.path, "work", base)
+    assert (again.path / "a.txt").read_text() == "a\n"
