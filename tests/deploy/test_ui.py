@@ -131,6 +131,7 @@ def test_custom_run_from_the_ui_is_approved_and_completes(
     shots.take(page, "deployment")
     parameters = {"task_file": approval_task(tmp_path), "repo": served.info.sample_repo}
     flow_run_id = start_custom_run(page, served, deployment_id, parameters, shots)
+    wait_for_the_plan_gate(served, flow_run_id)
     approve_the_plan(page, shots)
     expect(page.locator(".state-badge", has_text="Completed").first).to_be_visible(
         timeout=UI_TIMEOUT_MS
@@ -195,6 +196,25 @@ def textarea(page: Page, parameter: str) -> Locator:
     return form_field(page, page, f"{parameter} (").locator("textarea")
 
 
+def wait_for_the_plan_gate(served: Served, flow_run_id: UUID) -> None:
+    """Until the run is paused at the plan gate with its form saved (the UI builds the
+    Resume form from it; a click before it is saved submits nothing)."""
+    deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
+    with prefect_client(served.api_url) as client:
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            paused = run.state is not None and run.state.is_paused()
+            if paused and client.filter_flow_run_input(
+                flow_run_id=flow_run_id,
+                key_prefix="paused-plan-schema",
+                limit=1,
+                exclude_keys=set(),
+            ):
+                return
+            assert time.monotonic() < deadline, "the run never paused at the plan gate"
+            time.sleep(0.2)
+
+
 def approve_the_plan(page: Page, shots: Screenshots) -> None:
     """Wait for the plan gate's pause, then approve it in the Resume form."""
     resume = page.get_by_role("button", name="Resume")
@@ -211,6 +231,7 @@ def approve_the_plan(page: Page, shots: Screenshots) -> None:
     form_field(dialog, page, "Reason").locator("textarea").fill("two small helpers, as asked")
     shots.take(page, "approve-form")
     dialog.get_by_role("button", name="Submit").click()
+    expect(dialog).to_be_hidden()  # the server took the input
 
 
 def open_run_summary(page: Page, shots: Screenshots) -> str:
