@@ -69,6 +69,14 @@ def sync(
     pending: Annotated[
         bool, typer.Option("--pending", help="Retry every pending or failed run (the backlog).")
     ] = False,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            help="With --pending: only runs of this environment (the token is per "
+            "environment); default: every run.",
+        ),
+    ] = None,
 ) -> None:
     """Mirror a finished run (or the backlog) to the Runs API.
 
@@ -77,6 +85,8 @@ def sync(
     """
     if (run is None) == (not pending):
         raise InvalidInputError("give either a run or --pending")
+    if env is not None and not pending:
+        raise InvalidInputError("--env goes with --pending")
     workspace = Workspace.open()
     settings = load_cloud_settings()
     with client_from_settings(
@@ -86,7 +96,7 @@ def sync(
             ref = workspace.store.find(run)
             summary = _summary_of(sync_run(workspace, client, ref.task_id, ref.run_id))
         else:
-            summary = sync_pending(workspace, client)
+            summary = sync_pending(workspace, client, env=env)
     _report(summary)
 
 
@@ -113,9 +123,12 @@ def _report(summary: SyncSummary) -> None:
         console.print(table)
     for error in summary.errors:
         console.print(f"[red]error[/red] {error}")
+    left = (
+        f", {len(summary.other_env)} of other environments left alone" if summary.other_env else ""
+    )
     console.print(
         f"{len(summary.synced)} synced, {len(summary.failed)} failed, "
-        f"{len(summary.errors)} not tried"
+        f"{len(summary.errors)} not tried{left}"
     )
     if not summary.ok:
         raise OrchestratorError(

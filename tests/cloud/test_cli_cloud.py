@@ -19,7 +19,7 @@ from schemas import SyncState
 from tests.helpers.canary import scan_cmdlines_for
 
 from .conftest import CloudServer
-from .helpers import create_run
+from .helpers import create_run, make_manifest
 
 pytestmark = pytest.mark.integration
 
@@ -138,3 +138,28 @@ def _first_line(process: subprocess.Popen[str], *, timeout: float) -> str:
     threading.Thread(target=read, daemon=True).start()
     assert done.wait(timeout), "the server printed nothing"
     return lines[0]
+
+
+def test_sync_pending_for_one_env_leaves_other_envs_alone(
+    app: typer.Typer,
+    cloud_env: dict[str, str],
+    workspace: Workspace,
+    cloud: CloudServer,
+    cloud_workspace_id: str,
+) -> None:
+    dev = create_run(workspace, "dev-task")
+    prod = make_manifest("prod-task")
+    prod.env = "prod"
+    workspace.store.create(prod)
+
+    result = CliRunner().invoke(app, ["sync", "--pending", "--env", "dev"], env=cloud_env)
+
+    assert result.exit_code == 0, result.output
+    assert "1 synced, 0 failed, 0 not tried, 1 of other environments left alone" in result.output
+    assert [r["summary"]["runId"] for r in cloud.runs(cloud_workspace_id)] == [dev.run_id]
+    assert workspace.store.read(prod.task_id, prod.run_id).sync is None
+
+
+def test_env_goes_with_pending(app: typer.Typer, cloud_env: dict[str, str]) -> None:
+    result = CliRunner().invoke(app, ["sync", "some-run", "--env", "dev"], env=cloud_env)
+    assert isinstance(result.exception, InvalidInputError)
