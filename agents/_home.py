@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -20,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.exceptions import InvalidInputError
+from orchestrator.processes import is_same_process, start_ticks
 from schemas import CodexServerConfig
 
 PROVIDER_ID = "orchestrator"
 """Key of our provider table: never a built-in id, which would silently win over ours."""
 
 CATALOG_FILE = "model-catalog.json"
+_OWNER = re.compile(r"codex-home-(?P<pid>\d+)-(?P<ticks>\d+)-[0-9a-f]+")
 DEFAULT_PARENT = Path("~/.cache/codex-orchestrator")
 
 
@@ -34,13 +37,16 @@ def private_codex_home(config: CodexServerConfig, *, path: Path | None) -> Itera
     """A CODEX_HOME with ``config.toml`` (and model catalog) for ``config``.
 
     ``path`` is used as is (created if missing, kept afterwards if it existed);
-    without it a fresh ``~/.cache/codex-orchestrator/codex-home-<random>`` is made and
-    removed on exit.
+    without it a fresh ``~/.cache/codex-orchestrator/codex-home-<owner>-<random>`` is
+    made and removed on exit, and homes left by processes that died without cleaning
+    up (SIGKILL) are removed first.
 
     Raises:
         InvalidInputError: ``path`` lies under the system temp directory.
     """
-    home = (path or DEFAULT_PARENT.expanduser() / f"codex-home-{secrets.token_hex(6)}").absolute()
+    if path is None:
+        sweep_orphaned_homes(DEFAULT_PARENT.expanduser())
+    home = (path or DEFAULT_PARENT.expanduser() / _default_name()).absolute()
     check_not_temp(home)
     created = not home.exists()
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -51,6 +57,23 @@ def private_codex_home(config: CodexServerConfig, *, path: Path | None) -> Itera
     finally:
         if created:
             shutil.rmtree(home, ignore_errors=True)
+
+
+def _default_name() -> str:
+    """``codex-home-<pid>-<start ticks>-<random>``: names its owner, so an orphan is known."""
+    pid = os.getpid()
+    return f"codex-home-{pid}-{start_ticks(pid)}-{secrets.token_hex(4)}"
+
+
+def sweep_orphaned_homes(parent: Path) -> list[Path]:
+    """Remove default homes whose owner process is gone; returns what was removed."""
+    removed = []
+    for home in parent.glob("codex-home-*-*-*"):
+        owner = _OWNER.fullmatch(home.name)
+        if owner and not is_same_process(int(owner["pid"]), int(owner["ticks"])):
+            shutil.rmtree(home, ignore_errors=True)
+            removed.append(home)
+    return removed
 
 
 def check_not_temp(home: Path) -> None:

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from agents._home import check_not_temp, private_codex_home, render_config, write_config
+from agents._home import (
+    check_not_temp,
+    private_codex_home,
+    render_config,
+    sweep_orphaned_homes,
+    write_config,
+)
 from orchestrator.exceptions import InvalidInputError
+from orchestrator.processes import start_ticks
 from schemas import CodexServerConfig, ModelCatalogEntry, schema_errors
 
 
@@ -106,3 +116,25 @@ def test_the_settings_validate_and_export_as_a_document() -> None:
         config(provider={"base_url": "http://x", "env_key": "lower-case"})
     data = config().model_dump(mode="json")
     assert schema_errors("codex-server-config", data) is None
+
+
+def test_homes_left_by_dead_processes_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(dead.stdout)
+    me = os.getpid()
+    orphan = tmp_path / f"codex-home-{dead_pid}-12345-abcd0123"
+    recycled = tmp_path / f"codex-home-{me}-{start_ticks(me) + 1}-abcd0124"  # pid reused
+    live = tmp_path / f"codex-home-{me}-{start_ticks(me)}-abcd0125"
+    other = tmp_path / "codex-home-0123456789ab"  # no owner in the name: not ours to judge
+    for home in (orphan, recycled, live, other):
+        (home / "sessions").mkdir(parents=True)
+
+    removed = sweep_orphaned_homes(tmp_path)
+
+    assert sorted(removed) == sorted([orphan, recycled])
+    assert live.exists() and other.exists()
