@@ -51,14 +51,16 @@ class Served:
         return self.info.home
 
 
-def orchestrator(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run the ``orchestrator`` command line (with ``serve``/``stop``) as a subprocess."""
-    env = {k: v for k, v in os.environ.items() if k != "ORCHESTRATOR_HOME"}
+def orchestrator(
+    *args: str, timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``orchestrator`` command line as a subprocess (a separate process)."""
+    base = {k: v for k, v in os.environ.items() if k != "ORCHESTRATOR_HOME"}
     return subprocess.run(
         [*CLI, *args],
         capture_output=True,
         text=True,
-        env={**env, "COLUMNS": "200"},
+        env={**base, "COLUMNS": "200", **(env or {})},
         timeout=timeout,
         check=False,
     )

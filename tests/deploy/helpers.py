@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import yaml
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -64,3 +65,12 @@ def manifest_of(home: Path, flow_run_id: UUID) -> tuple[Path, RunManifest]:
     found = [(p, m) for p, m in manifests(home) if m.flow_run_id == str(flow_run_id)]
     assert len(found) == 1, f"{len(found)} manifests name flow run {flow_run_id}"
     return found[0]
+
+
+def approval_task(folder: Path) -> Path:
+    """The first sample task, with its plan approved by a person."""
+    spec = yaml.safe_load((EXAMPLES / "tasks" / "add-text-helpers.yaml").read_text())
+    spec["approvals"] = {"plan": "required", "handover": "auto"}
+    path = folder / "add-text-helpers.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path

@@ -30,8 +30,16 @@ from prefect.client.schemas.objects import StateType
 from orchestrator.cli.devstack import read_secret_id, stack_processes
 from schemas import RunStatus, schema_errors
 
-from .conftest import Served
-from .helpers import EXAMPLES, manifest_of, manifests, prefect_client, trigger, wait_final
+from .conftest import Served, orchestrator
+from .helpers import (
+    EXAMPLES,
+    approval_task,
+    manifest_of,
+    manifests,
+    prefect_client,
+    trigger,
+    wait_final,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -142,3 +150,45 @@ def test_nightly_run_processes_two_queued_sample_tasks(served: Served, tmp_path:
     assert all(m.status is RunStatus.SUCCEEDED for m in new)
     assert all(Path(m.task.path).parent == queue / "done" for m in new)
     assert sorted(p.name for p in queue.iterdir()) == ["done"]
+
+
+def test_a_deployed_run_paused_at_the_plan_gate_is_approved_from_another_process(
+    served: Served, tmp_path: Path
+) -> None:
+    task = approval_task(tmp_path)
+    with prefect_client(served.api_url) as client:
+        flow_run = trigger(
+            client, "pipeline/pipeline", task_file=str(task), repo=str(served.info.sample_repo)
+        )
+        wait_paused(client, flow_run.id)
+
+        approved = orchestrator(
+            "approve",
+            str(flow_run.id),
+            "--reason",
+            "looks right",
+            "--approver",
+            "Grace",
+            timeout=120,
+            env={"PREFECT_API_URL": served.api_url},
+        )
+        assert approved.returncode == 0, approved.stdout + approved.stderr
+        final = wait_final(client, flow_run.id)
+
+    assert final.state is not None and final.state.is_completed(), final.state
+    _, manifest = manifest_of(served.home, flow_run.id)
+    assert manifest.status is RunStatus.SUCCEEDED
+    plan = manifest.approval("plan")
+    assert plan is not None
+    assert (plan.decision.value, plan.approver, plan.channel.value) == ("approve", "Grace", "cli")
+
+
+def wait_paused(client: SyncPrefectClient, flow_run_id: UUID, *, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = client.read_flow_run(flow_run_id).state
+        if state is not None and state.is_paused():
+            return
+        assert state is None or not state.is_final(), f"the run ended {state.name}"
+        assert time.monotonic() < deadline, "the run never paused at the plan gate"
+        time.sleep(0.5)

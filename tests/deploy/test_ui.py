@@ -18,7 +18,6 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
-import yaml
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
@@ -26,7 +25,7 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from schemas import RunStatus
 
 from .conftest import Served
-from .helpers import EXAMPLES, manifest_of, prefect_client, wait_final
+from .helpers import approval_task, manifest_of, prefect_client, wait_final
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -82,15 +81,6 @@ class Screenshots:
             DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
             for path in self.taken:
                 shutil.copy(path, DOCS_IMAGES / path.name)
-
-
-def approval_task(folder: Path) -> Path:
-    """The first sample task, with its plan approved by a person."""
-    spec = yaml.safe_load((EXAMPLES / "tasks" / "add-text-helpers.yaml").read_text())
-    spec["approvals"] = {"plan": "required", "handover": "auto"}
-    path = folder / "add-text-helpers.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
 
 
 def runs_of(served: Served, deployment_id: UUID) -> list[UUID]:
