@@ -16,10 +16,10 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from filelock import FileLock, Timeout
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from schemas import ArtifactRecord, RunManifest, check_safe_id, schema_errors, utc_now
 
@@ -37,6 +37,7 @@ MANIFEST_NAME = "manifest.json"
 LOCK_SUFFIX = ".lock"
 
 Mutation = Callable[[RunManifest], None]
+DocumentT = TypeVar("DocumentT", bound=BaseModel)
 
 
 def new_run_id() -> str:
@@ -100,6 +101,66 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def locked(path: Path, *, timeout: float) -> Iterator[None]:
+    """Hold ``<path>.lock`` (a file lock other processes see too) for the block.
+
+    Raises:
+        LockTimeoutError: another holder kept it longer than ``timeout`` seconds.
+    """
+    try:
+        with FileLock(str(path) + LOCK_SUFFIX, timeout=timeout):
+            yield
+    except Timeout as exc:
+        raise LockTimeoutError(
+            f"could not lock {path} within {timeout}s", path=str(path), timeout=timeout
+        ) from exc
+
+
+# What each document is called in messages.
+_DOCUMENT_NAMES = {"run-manifest": "manifest", "sync-record": "sync record"}
+
+
+def load_document(path: Path, model: type[DocumentT], *, schema: str) -> DocumentT:
+    """Parse a JSON document and check it against its committed schema and its model.
+
+    Raises:
+        ManifestCorruptError: it does not parse or validate; the file is left untouched.
+    """
+    what = _DOCUMENT_NAMES[schema]
+    try:
+        data = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestCorruptError(f"{what} is not valid JSON ({exc})", path=str(path)) from None
+    error = schema_errors(schema, data)
+    if error:
+        raise ManifestCorruptError(f"{what} does not match its schema: {error}", path=str(path))
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ManifestCorruptError(
+            f"invalid {what}: {where}: {first['msg']}", path=str(path)
+        ) from None
+
+
+def write_document(
+    path: Path, data: dict[str, Any], model: type[DocumentT], *, schema: str
+) -> DocumentT:
+    """Check ``data`` against its schema and model, then write it atomically.
+
+    Raises:
+        InvalidInputError: it does not validate (nothing is written).
+    """
+    error = schema_errors(schema, data)
+    if error:
+        raise InvalidInputError(f"refusing to write an invalid {_DOCUMENT_NAMES[schema]}: {error}")
+    written = model.model_validate(data)
+    atomic_write(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode())
+    return written
 
 
 class RunStore:
@@ -278,28 +339,12 @@ class RunStore:
 
     # -- internals -----------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _locked(self, ref: RunRef) -> Iterator[None]:
-        lock_path = str(ref.manifest_path) + LOCK_SUFFIX
-        try:
-            with FileLock(lock_path, timeout=self.lock_timeout):
-                yield
-        except Timeout as exc:
-            raise LockTimeoutError(
-                f"could not lock {ref.manifest_path} within {self.lock_timeout}s",
-                path=str(ref.manifest_path),
-                timeout=self.lock_timeout,
-            ) from exc
+    def _locked(self, ref: RunRef) -> contextlib.AbstractContextManager[None]:
+        return locked(ref.manifest_path, timeout=self.lock_timeout)
 
     def _write(self, ref: RunRef, manifest: RunManifest) -> RunManifest:
         data = self.redactor.redact_data(manifest.model_dump(mode="json"))
-        error = schema_errors("run-manifest", data)
-        if error:
-            raise InvalidInputError(f"refusing to write an invalid manifest: {error}")
-        written = RunManifest.model_validate(data)
-        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-        atomic_write(ref.manifest_path, text.encode())
-        return written
+        return write_document(ref.manifest_path, data, RunManifest, schema="run-manifest")
 
 
 def add_artifacts(manifest: RunManifest, records: list[ArtifactRecord]) -> None:
@@ -310,21 +355,7 @@ def add_artifacts(manifest: RunManifest, records: list[ArtifactRecord]) -> None:
 
 def load_manifest(path: Path) -> RunManifest:
     """Parse and validate a manifest file; never changes it."""
-    try:
-        data = json.loads(path.read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestCorruptError(f"manifest is not valid JSON ({exc})", path=str(path)) from None
-    error = schema_errors("run-manifest", data)
-    if error:
-        raise ManifestCorruptError(f"manifest does not match its schema: {error}", path=str(path))
-    try:
-        return RunManifest.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ManifestCorruptError(
-            f"invalid manifest: {where}: {first['msg']}", path=str(path)
-        ) from None
+    return load_document(path, RunManifest, schema="run-manifest")
 
 
 def _changed_fields(before: RunManifest, after: RunManifest) -> list[str]:

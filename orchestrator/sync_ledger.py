@@ -13,20 +13,16 @@ stays synced, so a run is never sent again.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-from pydantic import ValidationError
+from schemas import SyncRecord, SyncState, utc_now
 
-from schemas import SyncRecord, SyncState, schema_errors, utc_now
-
-from .exceptions import InvalidInputError, LockTimeoutError, ManifestCorruptError
+from .exceptions import InvalidInputError, ManifestCorruptError
 from .redaction import Redactor, get_redactor
 from .runs_api import idempotency_key
-from .runstore import atomic_write, safe_id
+from .runstore import load_document, locked, safe_id, write_document
 
 LEDGER_DIR_NAME = "_ledger"
 _KEY = re.compile(r"^[0-9a-f]{64}$")
@@ -130,31 +126,16 @@ class SyncLedger:
                 return current
             return self._write(change(current))
 
-    @contextlib.contextmanager
-    def _locked(self, key: str) -> Iterator[None]:
+    def _locked(self, key: str) -> contextlib.AbstractContextManager[None]:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with FileLock(f"{path}.lock", timeout=self.lock_timeout):
-                yield
-        except Timeout as exc:
-            raise LockTimeoutError(
-                f"could not lock {path} within {self.lock_timeout}s",
-                path=str(path),
-                timeout=self.lock_timeout,
-            ) from exc
+        return locked(path, timeout=self.lock_timeout)
 
     def _write(self, record: SyncRecord) -> SyncRecord:
         data = _copy(record, updated_at=utc_now()).model_dump(mode="json")
         if data["last_error"] is not None:
             data["last_error"] = (self._redactor or get_redactor()).redact(data["last_error"])
-        error = schema_errors("sync-record", data)
-        if error:
-            raise InvalidInputError(f"refusing to write an invalid sync record: {error}")
-        written = SyncRecord.model_validate(data)
-        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-        atomic_write(self.path(record.key), text.encode())
-        return written
+        return write_document(self.path(record.key), data, SyncRecord, schema="sync-record")
 
 
 def _copy(record: SyncRecord, **changes: object) -> SyncRecord:
@@ -162,29 +143,9 @@ def _copy(record: SyncRecord, **changes: object) -> SyncRecord:
 
 
 def _load(path: Path) -> SyncRecord | None:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    if not path.exists():
         return None
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestCorruptError(
-            f"sync record is not valid JSON ({exc})", path=str(path)
-        ) from None
-    error = schema_errors("sync-record", data)
-    if error:
-        raise ManifestCorruptError(
-            f"sync record does not match its schema: {error}", path=str(path)
-        )
-    try:
-        record = SyncRecord.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ManifestCorruptError(
-            f"invalid sync record: {where}: {first['msg']}", path=str(path)
-        ) from None
+    record = load_document(path, SyncRecord, schema="sync-record")
     if path.stem != record.key:
         raise ManifestCorruptError("sync record key does not match its file name", path=str(path))
     return record
