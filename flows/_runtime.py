@@ -8,8 +8,8 @@ an in-memory broker. Nothing secret is ever a flow parameter.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import AbstractContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
@@ -84,15 +84,6 @@ async def load_block(kind: type[BlockT], name: str) -> BlockT:
             "UI or with 'orchestrator setup'"
         ) from None
     return block
-
-
-@contextmanager
-def open_credentials(
-    vault: VaultCredentials, env: str, workspace: Workspace
-) -> Iterator[CredentialBroker]:
-    """The env's secrets in memory for the length of the block; revoked at exit."""
-    with vault.open_broker(env, redactor=workspace.redactor) as broker:
-        yield broker
 
 
 @dataclass

@@ -89,13 +89,6 @@ class RunHandle:
             self.task_id, self.run_id, mutate, event=event, actor=ACTOR, **detail
         )
 
-    def write_artifact(
-        self, name: str, content: str | bytes, *, kind: str, step_id: str | None = None
-    ) -> ArtifactRecord:
-        return self.workspace.store.write_artifact(
-            self.task_id, self.run_id, name, content, kind=kind, step_id=step_id, actor=ACTOR
-        )
-
     def store_artifact(
         self, name: str, content: str | bytes, *, kind: str, step_id: str | None = None
     ) -> ArtifactRecord:
