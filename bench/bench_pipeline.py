@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ import httpx  # noqa: E402
 from agents.replay import ReplayProcess, replay_config  # noqa: E402
 from agents.roles import run_builder, run_planner, run_reviewer, run_tester  # noqa: E402
 from agents.session import CodexSession  # noqa: E402
+from orchestrator.cli.devstack import prepare_sample_repo  # noqa: E402
 from orchestrator.credentials import CLOUD_TOKEN, DEFAULT_SECRET_ID_ENV  # noqa: E402
 from orchestrator.dev_vault import DevVault  # noqa: E402
 from orchestrator.runs_api_server import spawn_server  # noqa: E402
@@ -56,12 +56,7 @@ def git(repo: Path, *args: str) -> str:
 
 
 def fresh_repo(folder: Path) -> Path:
-    repo = folder / f"repo-{time.monotonic_ns()}"
-    shutil.copytree(ROOT / "examples" / "sample-repo", repo)
-    git(repo, "init", "--quiet", "--initial-branch=main")
-    git(repo, "add", "--all")
-    git(repo, "commit", "-qm", "sample")
-    return repo
+    return prepare_sample_repo(folder / f"repo-{time.monotonic_ns()}")
 
 
 async def bare_run(config: object, folder: Path) -> tuple[float, int]:

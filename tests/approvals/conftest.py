@@ -28,6 +28,7 @@ import pytest
 from agents.replay import ReplayServer, replay_config
 from orchestrator.cli import _approvals
 from orchestrator.cli._approvals import WaitingGate, waiting_gates
+from orchestrator.cli.devstack import prepare_sample_repo
 from orchestrator.credentials import DEFAULT_SECRET_ID_ENV
 from orchestrator.dev_vault import DevVault
 from orchestrator.runstore import load_manifest
@@ -35,7 +36,6 @@ from orchestrator.settings import Settings
 from orchestrator.workspace import Workspace
 from schemas import RunManifest
 from tests.conftest import EXAMPLES, free_port
-from tests.flows.conftest import prepare_repo
 
 HERE = Path(__file__).resolve().parent
 TASKS = HERE / "tasks"
@@ -171,7 +171,7 @@ class GateStack:
     def start(self, task: str, name: str) -> PipelineRun:
         """``orchestrator run tests/approvals/tasks/<task>`` on a fresh sample repository."""
         run_id = f"{name}-{uuid.uuid4().hex[:6]}"
-        repo = prepare_repo(self.base / "repos" / run_id)
+        repo = prepare_sample_repo(self.base / "repos" / run_id)
         log = self.base / "logs" / f"{run_id}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         command = [str(BIN / "orchestrator"), "run", str(TASKS / task), "--repo", str(repo)]

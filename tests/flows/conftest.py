@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from agents.replay import ReplayServer, replay_config
+from orchestrator.cli.devstack import prepare_sample_repo
 from orchestrator.credentials import CLOUD_TOKEN, DEFAULT_SECRET_ID_ENV
 from orchestrator.dev_vault import DevVault
 from orchestrator.runs_api_server import ServerProcess, spawn_server
@@ -46,18 +46,6 @@ def runs_api(tmp_path_factory: pytest.TempPathFactory, vault: DevVault) -> Itera
         yield server
     finally:
         server.stop()
-
-
-def prepare_repo(dest: Path) -> Path:
-    """A git repository with the sample project committed on ``main``."""
-    shutil.copytree(EXAMPLES / "sample-repo", dest)
-    for command in (
-        ["git", "init", "--quiet", "--initial-branch=main"],
-        ["git", "add", "--all"],
-        ["git", "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-qm", "sample"],
-    ):
-        subprocess.run(command, cwd=dest, check=True, capture_output=True)
-    return dest
 
 
 @dataclass(frozen=True)
@@ -98,7 +86,7 @@ def stack(
     )
     return Stack(
         workspace=Workspace.open(Settings(home=home)),
-        repo=prepare_repo(tmp_path / "sample-repo"),
+        repo=prepare_sample_repo(tmp_path / "sample-repo"),
         replay=replay,
         runs_api=runs_api,
         vault=vault,
