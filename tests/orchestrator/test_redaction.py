@@ -38,6 +38,22 @@ def test_hashes_and_ids_are_not_mistaken_for_tokens() -> None:
     assert Redactor().redact(text) == text
 
 
+def test_a_value_registered_later_is_redacted_in_text_seen_before() -> None:
+    """Redaction remembers texts it has seen; a new secret must not hide behind that."""
+    redactor = Redactor()
+    text = f"token {CANARY} in a manifest string"
+    long_text = "x" * 2000 + CANARY  # past the remembered length
+    assert redactor.redact(text) == text
+    assert redactor.redact(long_text) == long_text
+
+    redactor.register(CANARY)
+    assert redactor.redact(text) == "token *** in a manifest string"
+    assert redactor.redact(long_text) == "x" * 2000 + "***"
+
+    redactor.clear()
+    assert redactor.redact(text) == text
+
+
 def test_nested_data_is_redacted_keys_included() -> None:
     redactor = Redactor()
     redactor.register(CANARY)
