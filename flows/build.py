@@ -40,8 +40,12 @@ async def builder(runtime: PhaseRuntime, subtask_id: str) -> SubtaskRecord:
 
 
 @task(name="merge", task_run_name="merge subtasks", cache_policy=NO_CACHE)
-def merge(runtime: PhaseRuntime) -> RunResult:
-    """Merge the subtask branches into the result branch (no agent call)."""
+async def merge(runtime: PhaseRuntime) -> RunResult:
+    """Merge the subtask branches into the result branch (no agent call).
+
+    Async like the flow: a sync task would run on Prefect's sync engine, which builds
+    a client of its own each time (~25 ms).
+    """
     result = merge_step(runtime.handle)
     run_logger().info("result %s at %s\n%s", result.branch, result.commit, result.diff_stat)
     return result
@@ -80,5 +84,5 @@ async def build_flow(
             await _build_all(runtime, subtask_ids)
         finally:
             await publish_subtasks(runtime.handle, runtime.handle.read())
-        result = merge(runtime)
+        result = await merge(runtime)
     return result
