@@ -9,6 +9,8 @@ real exit codes, patches, token usage, approvals), built from the call's
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 import math
 import os
@@ -137,6 +139,7 @@ class _Call:
     tool: str
     sink: MemoryObjectSendStream[CodexEvent]
     cwd: str | None = None
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
     request_id: int | str | None = None
     events: list[CodexEvent] = field(default_factory=list)
     approvals: list[ApprovalRecord] = field(default_factory=list)
@@ -490,10 +493,16 @@ class CodexSession:
     ) -> ElicitResult:
         raw = self._elicitations.pop(context.request_id, None) or {"message": params.message}
         request = ApprovalRequest.from_elicitation(raw)
-        answer = await self._decide(request)
         call = self._call_of(request.request_id)
-        if call is not None:
-            call.approvals.append(ApprovalRecord(request=request, answer=answer))
+        if call is None:
+            return _elicit_result(await self._decide(request))
+        # In the calling task's context (its flow run, its logger), whichever task opened
+        # the session: a session may be started ahead of the call that uses it.
+        decision = asyncio.get_running_loop().create_task(
+            self._decide(request), context=call.context
+        )
+        answer = await decision
+        call.approvals.append(ApprovalRecord(request=request, answer=answer))
         return _elicit_result(answer)
 
     async def _decide(self, request: ApprovalRequest) -> ApprovalAnswer:

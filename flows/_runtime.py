@@ -7,25 +7,28 @@ an in-memory broker. Nothing secret is ever a flow parameter.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AbstractContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ParamSpec, TypeVar
 
 from prefect import Task, get_run_logger, task
 from prefect.blocks.core import Block
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
+from prefect.context import SettingsContext, get_settings_context
 from prefect.exceptions import ObjectNotFound
 from prefect.logging.loggers import LoggingAdapter
 from prefect.runtime import flow_run, task_run
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
 from agents.approvals import Approver, PolicyApprover
 from agents.events import CodexEvent, EventCallback, ExecCommandBegin, ExecCommandEnd, PatchApplyEnd
 from agents.session import CodexSession
+from agents.warm import WarmSessions
 from blocks import CodexServerSettings, VaultCredentials
 from orchestrator.credentials import OPENAI_API_KEY, CredentialBroker
 from orchestrator.exceptions import (
@@ -73,19 +76,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-async def load_block(kind: type[BlockT], name: str) -> BlockT:
-    """Load a configuration block, with an error that says how to create it."""
-    try:
-        block: BlockT = await kind.aload(name)
-    except (ValueError, ObjectNotFound):
-        slug = kind.get_block_type_slug()
-        raise InvalidInputError(
-            f"no {kind.__name__} block named {name!r} ({slug}/{name}); create it in the Prefect "
-            "UI or with 'orchestrator setup'"
-        ) from None
-    return block
-
-
 @dataclass
 class RunResources:
     """What one pipeline run loads once and its subflows reuse, in the same process.
@@ -95,11 +85,39 @@ class RunResources:
     deployment run) finds no shared resources and loads its own.
     """
 
+    blocks: dict[tuple[type[Block], str], Block] = field(default_factory=dict)
     codex: dict[str, CodexServerConfig] = field(default_factory=dict)
     brokers: dict[tuple[str, str], CredentialBroker] = field(default_factory=dict)
+    sessions: dict[tuple[str, str], WarmSessions] = field(default_factory=dict)
 
 
 _shared: ContextVar[RunResources | None] = ContextVar("orchestrator_run_resources", default=None)
+
+
+async def load_block(kind: type[BlockT], name: str) -> BlockT:
+    """Load a configuration block (once per run), with an error that says how to create it."""
+    resources = _shared.get()
+    if resources is not None and (kind, name) in resources.blocks:
+        cached = resources.blocks[kind, name]
+        assert isinstance(cached, kind)
+        return cached
+    try:
+        block: BlockT = await kind.aload(name)
+    except (ValueError, ObjectNotFound):
+        slug = kind.get_block_type_slug()
+        raise InvalidInputError(
+            f"no {kind.__name__} block named {name!r} ({slug}/{name}); create it in the Prefect "
+            "UI or with 'orchestrator setup'"
+        ) from None
+    if resources is not None:
+        resources.blocks[kind, name] = block
+    return block
+
+
+async def prefetch_blocks(*wanted: tuple[type[Block], str]) -> None:
+    """Load the run's blocks at once, side by side; a missing one fails only where it is
+    used (a missing cloud block, say, fails the mirror, not the run)."""
+    await asyncio.gather(*(load_block(kind, name) for kind, name in wanted), return_exceptions=True)
 
 
 @asynccontextmanager
@@ -111,6 +129,8 @@ async def shared_run_resources() -> AsyncIterator[RunResources]:
         yield resources
     finally:
         _shared.reset(token)
+        for sessions in resources.sessions.values():
+            await sessions.aclose()  # before the credentials they were started with go
         for broker in resources.brokers.values():
             broker.close()
 
@@ -146,6 +166,33 @@ async def run_broker(
         yield broker
 
 
+def new_session(
+    codex: CodexServerConfig, broker: CredentialBroker, approver: Approver
+) -> CodexSession:
+    """An unopened codex session with credentials from the broker only."""
+    provider = codex.provider
+    mapping = {provider.env_key: OPENAI_API_KEY} if provider.env_key else {}
+    # Only the credentials: the session builds the rest of codex's environment itself.
+    return CodexSession(codex, env=broker.subprocess_env(mapping), approver=approver)
+
+
+async def run_sessions(
+    handle: RunHandle, *, codex_block: str, vault_block: str
+) -> WarmSessions | None:
+    """The run's codex sessions, started ahead of the calls (None outside a pipeline run)."""
+    resources = _shared.get()
+    if resources is None:
+        return None
+    key = (codex_block, vault_block)
+    if key not in resources.sessions:
+        manifest = handle.read()
+        codex = await codex_config(codex_block)
+        async with run_broker(vault_block, manifest.env, handle.workspace) as broker:
+            approver = command_approver(handle, manifest.approval_policy, codex)
+            resources.sessions[key] = WarmSessions(partial(new_session, codex, broker, approver))
+    return resources.sessions[key]
+
+
 @dataclass(frozen=True)
 class PhaseRuntime:
     """What a phase flow needs to make agent calls for one run."""
@@ -154,15 +201,16 @@ class PhaseRuntime:
     codex: CodexServerConfig
     broker: CredentialBroker
     approver: Approver
+    sessions: WarmSessions | None = None
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[CodexSession]:
-        """A codex MCP server for this phase, with credentials from the broker only."""
-        provider = self.codex.provider
-        mapping = {provider.env_key: OPENAI_API_KEY} if provider.env_key else {}
-        # Only the credentials: the session builds the rest of codex's environment itself.
-        env = self.broker.subprocess_env(mapping)
-        async with CodexSession(self.codex, env=env, approver=self.approver) as session:
+        """A codex MCP server for one call: the run's next warm one, or one of its own."""
+        if self.sessions is not None:
+            async with self.sessions.session() as session:
+                yield session
+            return
+        async with new_session(self.codex, self.broker, self.approver) as session:
             yield session
 
 
@@ -180,6 +228,10 @@ async def phase_runtime(
             codex=codex,
             broker=broker,
             approver=approver or command_approver(handle, manifest.approval_policy, codex),
+            # A given approver is the caller's own: sessions made with it, not the run's.
+            sessions=None
+            if approver
+            else await run_sessions(handle, codex_block=codex_block, vault_block=vault_block),
         )
 
 
@@ -187,9 +239,13 @@ def quiet_subflow() -> AbstractContextManager[object]:
     """Settings for a subflow call: no heartbeat thread of its own.
 
     A subflow runs in its parent's process, whose heartbeat already covers a crash;
-    the subflow's own heartbeat thread would cost about 1 s when it is joined.
+    a heartbeat thread per subflow only adds events and work. The settings are copied
+    rather than rebuilt (``temporary_settings`` re-reads the environment, ~25 ms).
     """
-    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+    context = get_settings_context()
+    flows = context.settings.flows.model_copy(update={"heartbeat_frequency": None})
+    settings = context.settings.model_copy(update={"flows": flows})
+    return SettingsContext(profile=context.profile, settings=settings)
 
 
 def event_logger(logger: RunLogger, step_id: str) -> EventCallback:

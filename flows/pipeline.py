@@ -17,6 +17,7 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run as prefect_flow_run
 
+from blocks import CodexCloudEndpoint, CodexServerSettings, VaultCredentials
 from orchestrator.approvals import handover_markdown, plan_markdown
 from orchestrator.credentials import OPENAI_API_KEY
 from orchestrator.exceptions import (
@@ -27,7 +28,7 @@ from orchestrator.exceptions import (
 )
 from orchestrator.lifecycle import RunHandle, fail_run, finish_run, resume_run, start_run
 from orchestrator.workspace import Workspace
-from schemas import Decision, Gate, Plan, RunManifest, RunStatus, Verdict
+from schemas import Decision, Gate, GateMode, Plan, RunManifest, RunStatus, Verdict
 
 from ._artifacts import publish_summary
 from ._runtime import (
@@ -35,9 +36,11 @@ from ._runtime import (
     codex_config,
     current_flow_run_id,
     open_workspace,
+    prefetch_blocks,
     quiet_subflow,
     run_broker,
     run_logger,
+    run_sessions,
     shared_run_resources,
 )
 from .build import build_flow
@@ -82,6 +85,11 @@ async def pipeline(
     await _name_flow_run(handle)
     blocks = {"codex_block": codex_block, "vault_block": vault_block}
     async with shared_run_resources():
+        await prefetch_blocks(
+            (CodexServerSettings, codex_block),
+            (VaultCredentials, vault_block),
+            *([(CodexCloudEndpoint, cloud_block)] if cloud_block else []),
+        )
         try:
             if not handle.read().status.finished:
                 await _drive(handle, blocks)
@@ -168,10 +176,23 @@ async def _check_credentials(handle: RunHandle, blocks: dict[str, str]) -> None:
 
 async def _run_phases(handle: RunHandle, blocks: dict[str, str]) -> None:
     ids = {"task_id": handle.task_id, "run_id": handle.run_id, **blocks}
+    sessions = await run_sessions(handle, **blocks)
+
+    def calls_next(count: int) -> None:
+        """The next ``count`` agent calls: each one's codex server is started while the
+        call before it runs (and the first one's now)."""
+        if sessions is not None:
+            sessions.prepare(count)
+
+    policy = handle.read().approval_policy
+    plan_gate_waits = policy is None or policy.plan is not GateMode.AUTO
+    calls_next(1 if plan_gate_waits else 2)  # no server idles while a person decides
     plan = await plan_flow(**ids)
     if not await _gate(handle, Gate.PLAN, _plan_shown(handle, plan)):
         return
+    calls_next(len(plan.subtasks) + 1)  # the builders, then the tester
     await build_flow(**ids)
+    calls_next(2)  # the tester, then the reviewer
     report = await test_flow(**ids)
     if not report.passed:
         fail_run(
@@ -180,6 +201,7 @@ async def _run_phases(handle: RunHandle, blocks: dict[str, str]) -> None:
             f"({report.tests_failed} failed, {report.tests_passed} passed)",
         )
         return
+    calls_next(1)
     verdict = await review_flow(**ids)
     if verdict.verdict is Verdict.REQUEST_CHANGES:
         fail_run(handle, "reviewer requested changes: " + "; ".join(verdict.reasons))

@@ -11,6 +11,7 @@ import pytest
 from flows.pipeline import pipeline
 from orchestrator.runstore import load_manifest
 from schemas import RunStatus, StepStatus, schema_errors
+from tests.agents.conftest import alive, descendants
 from tests.flows.conftest import Stack
 from tests.flows.test_resume import EXPECTED_DIFF, result_diff
 
@@ -66,6 +67,33 @@ async def test_sample_task_runs_end_to_end(stack: Stack, tmp_path: Path) -> None
     tests = run_tests_on(stack.repo, manifest.result.branch, tmp_path / "checkout")
     assert tests.returncode == 0, tests.stdout
     assert "passed" in tests.stdout
+
+
+async def test_a_run_leaves_no_codex_server_or_home_behind(stack: Stack) -> None:
+    """Servers are started ahead of their calls and stopped behind them: every one of
+    them, used or not, is gone when the run returns."""
+    homes = Path.home() / ".cache" / "codex-orchestrator"
+    before = set(homes.glob(f"codex-home-{os.getpid()}-*"))
+    summary = await pipeline(
+        task_file=str(stack.task("add-text-helpers.yaml")), repo=str(stack.repo)
+    )
+
+    assert summary["status"] == "succeeded", summary
+    assert codex_servers_of(os.getpid()) == []
+    assert set(homes.glob(f"codex-home-{os.getpid()}-*")) == before
+
+
+def codex_servers_of(pid: int) -> list[int]:
+    """Live ``codex mcp-server`` children of ``pid`` (zombies count as gone)."""
+    found = []
+    for child in descendants(pid):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"mcp-server" in command and alive(child):
+            found.append(child)
+    return found
 
 
 async def test_phase_flow_runs_and_artifacts_read_back_through_the_api(stack: Stack) -> None:
