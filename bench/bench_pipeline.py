@@ -8,7 +8,7 @@ model; the pipeline side runs the manager flow with its subflows, tasks,
 manifest writes, Vault logins, git worktrees, gates, artifacts and the cloud mirror.
 They run alternately, ``--rounds`` times each, in one process.
 
-    python bench/bench_pipeline.py [--latency 1.0] [--rounds 2]
+    python bench/bench_pipeline.py [--latency 1.0] [--rounds 5]
 
 Prints both medians, the ratio (target <= 1.15 at 1 s latency) and the orchestration
 overhead per agent call in milliseconds (target <= 150).
@@ -195,7 +195,7 @@ def report(bare: float, orchestrated: float, calls: int, latency: float) -> None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=1.0, help="model latency per turn (s)")
-    parser.add_argument("--rounds", type=int, default=2, help="measured runs of each side")
+    parser.add_argument("--rounds", type=int, default=5, help="measured runs of each side")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-", dir=Path.home()) as tmp:
         folder = Path(tmp)
