@@ -64,13 +64,19 @@ class Recorder:
         return [s.pid for s in self.made[:count] if s.pid is not None]
 
 
-async def test_a_prepared_server_is_running_before_its_call_and_serves_it(
-    codex_config: CodexServerConfig, git_repo: Path
-) -> None:
-    recorder = Recorder(codex_config)
+async def one_spare(config: CodexServerConfig) -> tuple[Recorder, WarmSessions, int]:
+    """A pool told of one call, once that call's server runs; and its pid."""
+    recorder = Recorder(config)
     pool = WarmSessions(recorder)
     pool.prepare(1)
     [pid] = await recorder.started(1)
+    return recorder, pool, pid
+
+
+async def test_a_prepared_server_is_running_before_its_call_and_serves_it(
+    codex_config: CodexServerConfig, git_repo: Path
+) -> None:
+    recorder, pool, pid = await one_spare(codex_config)
     assert alive(pid)
     try:
         async with pool.session() as session:
@@ -109,10 +115,7 @@ async def test_each_call_gets_a_server_of_its_own_and_the_next_one_starts_meanwh
 async def test_closing_the_pool_stops_a_server_nobody_used(
     codex_config: CodexServerConfig,
 ) -> None:
-    recorder = Recorder(codex_config)
-    pool = WarmSessions(recorder)
-    pool.prepare(1)
-    [pid] = await recorder.started(1)
+    recorder, pool, pid = await one_spare(codex_config)
     home = recorder.made[0].codex_home
     await pool.aclose()
     assert wait_until_gone({pid}, seconds=5) == set()
@@ -124,10 +127,7 @@ async def test_closing_the_pool_stops_a_server_nobody_used(
 async def test_a_server_that_died_while_waiting_is_replaced(
     codex_config: CodexServerConfig, git_repo: Path
 ) -> None:
-    recorder = Recorder(codex_config)
-    pool = WarmSessions(recorder)
-    pool.prepare(1)
-    [pid] = await recorder.started(1)
+    recorder, pool, pid = await one_spare(codex_config)
     os.kill(pid, signal.SIGKILL)
     with anyio.fail_after(5):
         while recorder.made[0].alive:  # noqa: ASYNC110 - no event for another process's death
