@@ -94,10 +94,27 @@ def fresh_worktree(repo: Path, path: Path, branch: str, start: str) -> Worktree:
     add = ("worktree", "add", "--force", "-B", branch, str(path), start)
     try:
         git(repo, *add)
-    except GitError:  # a registration whose folder is gone still holds the branch
-        git(repo, "worktree", "prune")
+    except GitError:  # what a killed git left behind holds the branch or the path
+        _forget_worktree(repo, path, branch)
         git(repo, *add)
     return Worktree(repo, path, branch)
+
+
+def _forget_worktree(repo: Path, path: Path, branch: str) -> None:
+    """Remove every trace of the worktree at ``path`` and of locks on ``branch``.
+
+    A git killed half-way (the orchestrator was SIGKILLed during ``worktree add``) can
+    leave a locked or half-written registration that ``prune`` keeps, and a ref lock
+    file. Both belong to this run's own path and branch, which no other process uses.
+    """
+    remove_worktree(repo, path)
+    common = Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+    for admin in (common / "worktrees").glob("*"):
+        gitdir = admin / "gitdir"
+        if gitdir.is_file() and Path(gitdir.read_text().strip()) == path / ".git":
+            shutil.rmtree(admin, ignore_errors=True)
+    (common / "refs" / "heads" / f"{branch}.lock").unlink(missing_ok=True)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def clean_worktree(repo: Path, path: Path, branch: str, commit: str) -> Worktree:
@@ -124,7 +141,12 @@ def _is_pristine(path: Path, branch: str, commit: str) -> bool:
 
 
 def remove_worktree(repo: Path, path: Path) -> None:
-    """Remove a worktree and its registration; a missing one is fine."""
+    """Remove a worktree and its registration; a missing one is fine.
+
+    Locked ones too: ``git worktree add`` locks the worktree while it builds it, so an
+    add killed half-way leaves it locked, and ``prune`` keeps locked registrations.
+    """
+    git(repo, "worktree", "unlock", str(path), check=False)
     if path.exists():
         git(repo, "worktree", "remove", "--force", str(path), check=False)
         shutil.rmtree(path, ignore_errors=True)

@@ -49,3 +49,34 @@ def test_a_worktree_whose_folder_vanished_is_recreated(repo: Path, tmp_path: Pat
 
     again = fresh_worktree(repo, tree.path, "work", base)
     assert (again.path / "a.txt").read_text() == "a\n"
+
+
+@pytest.mark.parametrize("folder_left", [True, False], ids=["folder-left", "folder-gone"])
+def test_a_worktree_left_locked_by_a_killed_add_is_replaced(
+    repo: Path, tmp_path: Path, folder_left: bool
+) -> None:
+    """``git worktree add`` locks the worktree while it builds it; killed then, the lock
+    stays, and neither ``remove --force`` nor ``prune`` drops a locked worktree."""
+    base = git(repo, "rev-parse", "HEAD")
+    tree = fresh_worktree(repo, tmp_path / "wt", "work", base)
+    git(repo, "worktree", "lock", "--reason", "initializing", str(tree.path))
+    if not folder_left:
+        subprocess.run(["rm", "-rf", str(tree.path)], check=True)
+
+    again = fresh_worktree(repo, tree.path, "work", base)
+    assert (again.path / "a.txt").read_text() == "a\n"
+    listing = git(repo, "worktree", "list", "--porcelain").splitlines()
+    assert not [line for line in listing if line.startswith("locked")]
+
+
+def test_a_ref_lock_left_by_a_killed_git_does_not_block_a_fresh_worktree(
+    repo: Path, tmp_path: Path
+) -> None:
+    base = git(repo, "rev-parse", "HEAD")
+    tree = fresh_worktree(repo, tmp_path / "wt", "run/work", base)
+    (repo / ".git" / "refs" / "heads" / "run" / "work.lock").write_text(base + "\n")
+    (repo / ".git" / "worktrees" / "wt" / "index.lock").write_text("")
+
+    again = fresh_worktree(repo, tree.path, "run/work", base)
+    assert (again.path / "a.txt").read_text() == "a\n"
+    assert git(again.path, "status", "--porcelain") == ""
