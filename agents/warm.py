@@ -112,9 +112,7 @@ class WarmSessions:
         """Stop every server of the pool, the spare included, and wait for them."""
         self._closed = True
         self._calls_ahead = 0
-        if self._spare is not None:
-            self._spare.release()
-            self._spare = None
+        self._spare = None  # one of the hosts
         hosts = list(self._hosts)
         for host in hosts:
             host.release()
@@ -134,10 +132,7 @@ class WarmSessions:
         return self._start()
 
     def _start_spare(self) -> None:
-        if self._spare is None or not self._spare.usable:
-            if self._spare is not None:
-                self._spare.release()
-            self._spare = self._start()
+        self._spare = self._take()
 
     def _start(self) -> _HostedSession:
         host = _HostedSession(self._make)

@@ -114,7 +114,6 @@ def _forget_worktree(repo: Path, path: Path, branch: str) -> None:
         if gitdir.is_file() and Path(gitdir.read_text().strip()) == path / ".git":
             shutil.rmtree(admin, ignore_errors=True)
     (common / "refs" / "heads" / f"{branch}.lock").unlink(missing_ok=True)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def clean_worktree(repo: Path, path: Path, branch: str, commit: str) -> Worktree:
