@@ -15,6 +15,20 @@ from pathlib import Path
 from .exceptions import InvalidInputError, OrchestratorError
 
 GIT_IDENTITY = ("-c", "user.name=Codex Orchestrator", "-c", "user.email=orchestrator@localhost")
+GIT_HARDENING = (
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "commit.gpgSign=false",
+    "-c",
+    "tag.gpgSign=false",
+)
+"""Defence in depth: no git command of ours runs a program that a repository's hooks or
+config name (hooks, including the ``post-commit`` and ``reference-transaction`` hooks that
+``--no-verify`` does not skip; an fsmonitor; a signing program). The first defence is that
+no agent can write the repository's git folder at all."""
 GIT_TIMEOUT_SECONDS = 120
 
 
@@ -30,7 +44,7 @@ class GitError(OrchestratorError):
 def git(repo: Path, *args: str, check: bool = True) -> str:
     """Run ``git -C repo args`` and return its stdout (stripped)."""
     completed = subprocess.run(
-        ["git", *GIT_IDENTITY, "-C", str(repo), *args],
+        ["git", *GIT_IDENTITY, *GIT_HARDENING, "-C", str(repo), *args],
         capture_output=True,
         text=True,
         timeout=GIT_TIMEOUT_SECONDS,
@@ -169,7 +183,9 @@ def branch_commit(repo: Path, branch: str) -> str | None:
 
 
 def diff(repo: Path, base: str, head: str, *, stat: bool = False) -> str:
-    return git(repo, "diff", "--stat" if stat else "--patch", f"{base}..{head}")
+    # No external diff program or textconv filter a repository's config may name.
+    kind = "--stat" if stat else "--patch"
+    return git(repo, "diff", "--no-ext-diff", "--no-textconv", kind, f"{base}..{head}")
 
 
 def merge_branches(worktree: Worktree, branches: list[str]) -> str:

@@ -14,6 +14,8 @@ from schemas import TaskSpec, schema_errors
 from .exceptions import TaskSpecError
 
 MAX_TASK_FILE_BYTES = 256 * 1024
+MAX_NESTING = 32
+"""Deeper than any task spec needs; parsers and validators recurse, so cap it up front."""
 TASK_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -66,9 +68,35 @@ def _read_document(path: Path) -> Any:
         raise TaskSpecError(f"not valid JSON: {exc.msg} (line {exc.lineno})", path=where) from None
     except yaml.YAMLError as exc:
         raise TaskSpecError(f"not valid YAML: {_yaml_problem(exc)}", path=where) from None
+    except RecursionError:
+        raise TaskSpecError(_too_deep(), path=where) from None
     if not isinstance(data, dict):
         raise TaskSpecError("the document must be a mapping of fields", path=where)
+    if _nesting(data) > MAX_NESTING:
+        raise TaskSpecError(_too_deep(), path=where)
     return data
+
+
+def _too_deep() -> str:
+    return f"values are nested more than {MAX_NESTING} levels deep"
+
+
+def _nesting(data: Any) -> int:
+    """How deeply lists and mappings nest in ``data`` (without recursion)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: list[Any] = list(value.values())
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if depth <= MAX_NESTING:  # deeper is refused anyway; stop walking
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

@@ -35,6 +35,15 @@ def test_malformed_task_exits_2_and_names_the_field(cli: Cli, tmp_path: Path) ->
     assert "Traceback" not in result.stderr
 
 
+def test_deeply_nested_task_exits_2_without_a_traceback(cli: Cli, tmp_path: Path) -> None:
+    bad = tmp_path / "deep.yaml"
+    bad.write_text("id: x\ntitle: t\ngoal: g\ntarget: {repo: r}\nzz: " + "[" * 500 + "]" * 500)
+    result = cli("validate", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}: values are nested more than 32 levels deep" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_unknown_command_exits_2(cli: Cli) -> None:
     assert cli("bogus").returncode == 2
 

@@ -6,7 +6,15 @@ from pathlib import Path
 import pytest
 
 from orchestrator.exceptions import InvalidInputError
-from orchestrator.gitops import check_target, clean_worktree, fresh_worktree, git
+from orchestrator.gitops import (
+    check_target,
+    clean_worktree,
+    commit_all,
+    diff,
+    fresh_worktree,
+    git,
+    merge_branches,
+)
 
 
 @pytest.fixture
@@ -80,3 +88,37 @@ def test_a_ref_lock_left_by_a_killed_git_does_not_block_a_fresh_worktree(
     again = fresh_worktree(repo, tree.path, "run/work", base)
     assert (again.path / "a.txt").read_text() == "a\n"
     assert git(again.path, "status", "--porcelain") == ""
+
+
+def test_no_hook_or_config_program_runs_on_our_commits_merges_and_diffs(
+    repo: Path, tmp_path: Path
+) -> None:
+    """A hook or config planted in the repository's git folder never runs on our own git
+    commands: ``--no-verify`` alone would still run post-commit and reference-transaction."""
+    ran = tmp_path / "ran"
+    ran.mkdir()
+    hooks = repo / ".git" / "hooks"
+    for hook in ("pre-commit", "post-commit", "reference-transaction", "post-merge"):
+        (hooks / hook).write_text(f"#!/bin/sh\ntouch {ran}/{hook}\n")
+        (hooks / hook).chmod(0o755)
+    tool = tmp_path / "tool.sh"
+    tool.write_text(f'#!/bin/sh\ntouch {ran}/"$(basename "$0")-$1"\ncat "$2" 2>/dev/null\n')
+    tool.chmod(0o755)
+    for key, value in (
+        ("core.fsmonitor", str(tool)),
+        ("diff.external", str(tool)),
+        ("commit.gpgSign", "true"),
+        ("gpg.program", str(tool)),
+    ):
+        subprocess.run(["git", "-C", str(repo), "config", key, value], check=True)
+
+    base = git(repo, "rev-parse", "HEAD")
+    side = fresh_worktree(repo, tmp_path / "side", "side", base)
+    (side.path / "b.txt").write_text("b\n")
+    commit_all(side, "b")
+    result = fresh_worktree(repo, tmp_path / "result", "result", base)
+    merged = merge_branches(result, ["side"])
+    patch = diff(repo, base, merged)
+
+    assert "+b" in patch
+    assert sorted(path.name for path in ran.iterdir()) == []

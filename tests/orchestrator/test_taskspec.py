@@ -78,6 +78,9 @@ def test_missing_field(tmp_path: Path) -> None:
         ("task.yaml", "- a list\n", "mapping"),
         ("task.txt", VALID, "task files end in"),
         ("task.yaml", "x: " + "a" * MAX_TASK_FILE_BYTES, "at most"),
+        ("task.yaml", VALID + "zz: " + "[" * 500 + "]" * 500 + "\n", "nested more than"),
+        ("task.yaml", VALID + "zz: " + "[" * 40 + "]" * 40 + "\n", "nested more than"),
+        ("task.json", '{"zz": ' + "[" * 5000 + "]" * 5000 + "}", "nested more than"),
     ],
 )
 def test_malformed_files(tmp_path: Path, name: str, content: str, reason: str) -> None:
