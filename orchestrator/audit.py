@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from filelock import FileLock
 
 from schemas import AuditEvent, schema_errors, utc_now
 
+from ._disk import disk_errors, storage_error
 from .exceptions import ManifestCorruptError
 from .redaction import Redactor, get_redactor
 
@@ -51,12 +53,29 @@ class AuditLog:
             detail=redactor.redact_data(detail),
         )
         line = redactor.redact(record.model_dump_json()) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock, self.path.open("a", encoding="utf-8") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+        with disk_errors("the audit log", self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._lock, self.path.open("a", encoding="utf-8") as handle:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
         return record
+
+    def check_writable(self) -> None:
+        """Make sure a line can be appended, without writing one (a run must not start blind).
+
+        Raises:
+            StorageError: the log is not a writable file, or it cannot be created.
+        """
+        for path in (self.path, Path(self._lock.lock_file)):
+            if path.exists():
+                problem = None if path.is_file() else errno.EISDIR
+                problem = problem or (None if os.access(path, os.W_OK) else errno.EACCES)
+            else:
+                problem = None if _can_create(path) else errno.EACCES
+            if problem is not None:
+                error = OSError(problem, os.strerror(problem), str(path))
+                raise storage_error("the audit log", self.path, error)
 
     def read(self) -> Iterator[AuditEvent]:
         """Every line, validated; a malformed line raises :class:`ManifestCorruptError`."""
@@ -76,3 +95,11 @@ def _parse_line(line: str, *, where: str) -> AuditEvent:
     if error:
         raise ManifestCorruptError(f"not a valid audit event: {error}", path=where)
     return AuditEvent.model_validate(data)
+
+
+def _can_create(path: Path) -> bool:
+    """True when ``path`` can be created: its nearest existing folder is writable."""
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)

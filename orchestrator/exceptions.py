@@ -8,7 +8,8 @@
     │   └── ApprovalError                       a decision that cannot be taken
     ├── ManifestError                           a run folder's files
     │   ├── ManifestCorruptError (ValueError)   a file on disk fails to parse or validate
-    │   └── LockTimeoutError (TimeoutError)     another process held the lock too long
+    │   ├── LockTimeoutError (TimeoutError)     another process held the lock too long
+    │   └── StorageError (OSError)              the disk refused a write: full, read-only, ...
     ├── CredentialError                         Vault down, sealed, forbidden, missing path/key
     ├── AgentError                              the codex MCP server or an agent's output
     │   ├── AgentServerError                    the server died, failed to start, or said isError
@@ -94,6 +95,16 @@ class LockTimeoutError(ManifestError, TimeoutError):
         super().__init__(message)
         self.path = path
         self.timeout = timeout
+
+
+class StorageError(ManifestError, OSError):
+    """A file under the orchestrator home could not be written (disk full, permissions,
+    a folder where a file belongs); an environment failure, not bad input."""
+
+    def __init__(self, message: str, *, path: str, errno_name: str | None = None) -> None:
+        OrchestratorError.__init__(self, message)
+        self.path = path
+        self.errno_name = errno_name
 
 
 class CredentialError(OrchestratorError):

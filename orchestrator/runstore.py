@@ -8,10 +8,12 @@ under a file lock, and every change is one line in the audit log.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from schemas import ArtifactRecord, RunManifest, check_safe_id, schema_errors, utc_now
 
+from ._disk import disk_errors
 from .audit import AuditLog
 from .exceptions import (
     InvalidInputError,
@@ -238,19 +241,30 @@ class RunStore:
         refs = [
             RunRef(p.parent.parent.name, p.parent.name, p.parent)
             for p in self.root.glob(f"*/*/{MANIFEST_NAME}")
+            if not p.parent.name.startswith(".")  # a staging folder a killed create left
         ]
         return sorted(refs, key=lambda r: (r.run_id, r.task_id))
 
     # -- manifest ------------------------------------------------------------------
 
     def create(self, manifest: RunManifest, *, actor: str | None = None) -> RunRef:
-        """Write the first manifest of a new run; refuses to overwrite an existing run."""
+        """Write the first manifest of a new run; refuses to overwrite an existing run.
+
+        The run folder appears whole or not at all: the manifest is written in a staging
+        folder that is renamed into place, and removed again if its audit line cannot be
+        written.
+
+        Raises:
+            InvalidInputError: the run exists already.
+            StorageError: the disk refused a write; nothing is left behind.
+        """
         ref = self.ref(manifest.task_id, manifest.run_id)
-        ref.path.mkdir(parents=True, exist_ok=True)
-        with self._locked(ref):
-            if ref.manifest_path.exists():
-                raise InvalidInputError(f"run {ref.task_id}/{ref.run_id} already exists")
-            written = self._write(ref, manifest)
+        self.audit.check_writable()
+        if ref.path.exists():
+            raise InvalidInputError(f"run {ref.task_id}/{ref.run_id} already exists")
+        with disk_errors("the run folder", ref.path):
+            written = self._stage_and_rename(ref, manifest)
+        try:
             self.audit.append(
                 "manifest.created",
                 task_id=ref.task_id,
@@ -258,7 +272,31 @@ class RunStore:
                 actor=actor,
                 status=written.status.value,
             )
+        except BaseException:
+            shutil.rmtree(ref.path, ignore_errors=True)
+            raise
         return ref
+
+    def _stage_and_rename(self, ref: RunRef, manifest: RunManifest) -> RunManifest:
+        ref.path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{ref.run_id}.", dir=ref.path.parent))
+        try:
+            written = write_document(
+                staging / MANIFEST_NAME, self._data(manifest), RunManifest, schema=MANIFEST_SCHEMA
+            )
+            try:
+                os.rename(staging, ref.path)  # fails if another process created it meanwhile
+            except OSError as exc:
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise InvalidInputError(
+                        f"run {ref.task_id}/{ref.run_id} already exists"
+                    ) from None
+                raise
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        _fsync_dir(ref.path.parent)
+        return written
 
     def read(self, task_id: str, run_id: str) -> RunManifest:
         """The manifest, validated; :class:`ManifestCorruptError` when it is not valid."""
@@ -286,7 +324,10 @@ class RunStore:
             mutate(manifest)
             manifest.updated_at = utc_now()
             after = self._data(manifest)
-            written = write_document(ref.manifest_path, after, RunManifest, schema=MANIFEST_SCHEMA)
+            with disk_errors("the manifest", ref.manifest_path):
+                written = write_document(
+                    ref.manifest_path, after, RunManifest, schema=MANIFEST_SCHEMA
+                )
             changed = _changed_fields(before, after)
             self.audit.append(
                 event, task_id=task_id, run_id=run_id, actor=actor, changed=changed, **detail
@@ -336,7 +377,8 @@ class RunStore:
         """
         path = self.artifact_path(self.ref(task_id, run_id), name)
         data = self.redactor.redact(content).encode() if isinstance(content, str) else content
-        atomic_write(path, data)
+        with disk_errors(f"artifact {name}", path):
+            atomic_write(path, data)
         return ArtifactRecord(
             name=name,
             kind=kind,
@@ -374,10 +416,6 @@ class RunStore:
     def _data(self, manifest: RunManifest) -> dict[str, Any]:
         data: dict[str, Any] = self.redactor.redact_data(manifest.model_dump(mode="json"))
         return data
-
-    def _write(self, ref: RunRef, manifest: RunManifest) -> RunManifest:
-        data = self._data(manifest)
-        return write_document(ref.manifest_path, data, RunManifest, schema=MANIFEST_SCHEMA)
 
 
 def add_artifacts(manifest: RunManifest, records: list[ArtifactRecord]) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -9,9 +10,11 @@ from orchestrator.exceptions import (
     InvalidInputError,
     ManifestCorruptError,
     RunNotFoundError,
+    StorageError,
     UnsafeIdError,
 )
 from orchestrator.runstore import load_manifest, sha256_bytes
+from orchestrator.settings import Settings
 from orchestrator.workspace import Workspace
 from schemas import ErrorRecord, RunStatus, schema_errors, utc_now
 from tests.conftest import sample_manifest
@@ -161,3 +164,59 @@ def test_reading_never_writes(workspace: Workspace, tmp_path: Path) -> None:
     list(workspace.store.list_runs())
 
     assert ref.manifest_path.stat().st_mtime_ns == mtime
+
+
+def _listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_an_unwritable_audit_log_refuses_the_run_and_leaves_nothing(workspace: Workspace) -> None:
+    (workspace.settings.out_dir / "audit.log").mkdir(parents=True)
+    before = _listing(workspace.settings.home)
+
+    with pytest.raises(StorageError, match=r"cannot write the audit log .* a folder stands"):
+        workspace.store.create(sample_manifest())
+    assert _listing(workspace.settings.home) == before
+
+
+def test_a_full_disk_while_creating_leaves_no_run_folder(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("orchestrator.runstore.atomic_write", full)
+    manifest = sample_manifest()
+
+    with pytest.raises(StorageError, match="the disk is full") as caught:
+        workspace.store.create(manifest)
+    assert caught.value.errno_name == "ENOSPC"
+    assert list(workspace.store.root.glob("*/*")) == []  # no empty or staging run folder
+    assert workspace.store.list_runs() == []
+
+
+def test_a_full_disk_on_update_is_one_clear_error_and_keeps_the_old_manifest(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = sample_manifest()
+    ref = workspace.store.create(manifest)
+    before = ref.manifest_path.read_bytes()
+
+    def full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("orchestrator.runstore.atomic_write", full)
+    with pytest.raises(StorageError, match=r"cannot write the manifest .*: the disk is full"):
+        workspace.store.update(manifest.task_id, manifest.run_id, lambda m: None)
+    assert ref.manifest_path.read_bytes() == before
+
+
+def test_a_symlinked_runs_folder_is_refused(tmp_path: Path) -> None:
+    home, outside = tmp_path / "home", tmp_path / "outside"
+    home.mkdir()
+    outside.mkdir()
+    (home / ".runs").symlink_to(outside)
+
+    with pytest.raises(InvalidInputError, match=r"\.runs is a symbolic link"):
+        Workspace.open(Settings(home=home))
+    assert list(outside.iterdir()) == []
