@@ -16,6 +16,7 @@
     │   ├── AgentTimeoutError (TimeoutError)    a call took longer than its deadline
     │   └── AgentOutputError (ValueError)       structured output invalid after one repair
     ├── SyncError                               the Runs API refused or could not be reached
+    ├── GitError                                a git command of ours failed
     └── RunFailedError                          a run ended failed (carries the reason)
 
 Every error carries structured fields and survives pickling (Prefect may pickle
@@ -155,6 +156,15 @@ class SyncError(OrchestratorError):
         super().__init__(message)
         self.status_code = status_code
         self.retryable = retryable
+
+
+class GitError(OrchestratorError):
+    """A git command failed; ``command`` and ``stderr`` say which and why."""
+
+    def __init__(self, message: str, *, command: str, stderr: str = "") -> None:
+        super().__init__(message)
+        self.command = command
+        self.stderr = stderr
 
 
 class RunFailedError(OrchestratorError):

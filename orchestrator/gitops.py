@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .exceptions import InvalidInputError, OrchestratorError
+from .exceptions import GitError, InvalidInputError
 
 GIT_IDENTITY = ("-c", "user.name=Codex Orchestrator", "-c", "user.email=orchestrator@localhost")
 GIT_HARDENING = (
@@ -30,15 +30,6 @@ config name (hooks, including the ``post-commit`` and ``reference-transaction`` 
 ``--no-verify`` does not skip; an fsmonitor; a signing program). The first defence is that
 no agent can write the repository's git folder at all."""
 GIT_TIMEOUT_SECONDS = 120
-
-
-class GitError(OrchestratorError):
-    """A git command failed."""
-
-    def __init__(self, message: str, *, command: str, stderr: str = "") -> None:
-        super().__init__(message)
-        self.command = command
-        self.stderr = stderr
 
 
 def git(repo: Path, *args: str, check: bool = True) -> str:

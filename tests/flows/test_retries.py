@@ -13,9 +13,9 @@ from orchestrator.exceptions import (
     AgentOutputError,
     AgentServerError,
     AgentTimeoutError,
+    GitError,
     InvalidInputError,
 )
-from orchestrator.gitops import GitError
 from orchestrator.runstore import load_manifest
 from tests.conftest import EXAMPLES
 from tests.flows.conftest import Stack
