@@ -6,7 +6,9 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from ipaddress import ip_address
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +27,45 @@ EXAMPLES = REPO_ROOT / "examples"
 def anyio_backend() -> str:
     """Async tests (``@pytest.mark.anyio``) run on asyncio, like Prefect."""
     return "asyncio"
+
+
+def _is_loopback_address(address: object) -> bool:
+    """True for an AF_UNIX path or an IPv4/IPv6 loopback address (``(host, port, ...)``)."""
+    if not isinstance(address, tuple):
+        return True  # AF_UNIX paths and abstract sockets stay on this machine
+    host = str(address[0])
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host.partition("%")[0]).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost would need DNS: off loopback
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _loopback_network_only() -> Iterator[None]:
+    """No test process opens a connection off loopback (processes it starts are checked
+    where they are configured, e.g. codex's model endpoint)."""
+    original_connect = socket.socket.connect
+    original_connect_ex = socket.socket.connect_ex
+
+    def check(sock: socket.socket, address: object) -> None:
+        if not _is_loopback_address(address):
+            sock.close()  # callers that expect OSError would leak it
+            raise AssertionError(f"tests must stay on loopback; refused to connect to {address}")
+
+    def connect(self: socket.socket, address: Any) -> None:
+        check(self, address)
+        original_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        check(self, address)
+        return original_connect_ex(self, address)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", connect)
+        patch.setattr(socket.socket, "connect_ex", connect_ex)
+        yield
 
 
 @pytest.fixture(autouse=True)
