@@ -24,9 +24,16 @@ from orchestrator.exceptions import (
     InvalidInputError,
     OrchestratorError,
     RunFailedError,
-    RunNotFoundError,
 )
-from orchestrator.lifecycle import RunHandle, fail_run, finish_run, resume_run, start_run
+from orchestrator.lifecycle import (
+    RunHandle,
+    check_run_id,
+    fail_run,
+    finish_run,
+    resume_run,
+    start_run,
+)
+from orchestrator.taskspec import load_task_spec
 from orchestrator.workspace import Workspace
 from schemas import Decision, Gate, GateMode, Plan, RunManifest, RunStatus, Verdict
 
@@ -123,14 +130,12 @@ def _open_run(
     workspace: Workspace, *, task_file: str, env: str, run_id: str, repo: str
 ) -> RunHandle:
     flow_run_id = current_flow_run_id()
-    if run_id:
-        try:
-            return resume_run(workspace, run_id, flow_run_id=flow_run_id)
-        except RunNotFoundError:
-            if not task_file:
-                raise
+    if run_id and not task_file:
+        return resume_run(workspace, run_id, flow_run_id=flow_run_id)
     if not task_file:
         raise InvalidInputError("give a task file to start a run, or the run id to resume")
+    if run_id and check_run_id(workspace, load_task_spec(Path(task_file)).id, run_id):
+        return resume_run(workspace, run_id, flow_run_id=flow_run_id)
     return start_run(
         workspace,
         task_file=Path(task_file),

@@ -35,7 +35,7 @@ from schemas import (
 
 from .exceptions import InvalidInputError
 from .gitops import check_target
-from .runstore import add_artifacts, new_run_id, sha256_file
+from .runstore import add_artifacts, new_run_id, safe_id, sha256_file
 from .taskspec import load_task_spec, resolve_repo
 from .workspace import Workspace
 
@@ -174,6 +174,23 @@ def start_run(
     )
     workspace.store.create(manifest, actor=ACTOR)
     return RunHandle(workspace, manifest.task_id, manifest.run_id)
+
+
+def check_run_id(workspace: Workspace, task_id: str, run_id: str) -> bool:
+    """Check a run id given to start or resume ``task_id``; True when that run exists.
+
+    Raises:
+        UnsafeIdError: the id could escape its folder.
+        InvalidInputError: a run with that id belongs to another task.
+    """
+    safe_id(run_id, what="run id")
+    owners = workspace.store.tasks_with_run(run_id)
+    if owners and task_id not in owners:
+        raise InvalidInputError(
+            f"run {run_id} belongs to task {', '.join(owners)}, not to {task_id}; "
+            "give another run id, or resume that run with 'orchestrator resume'"
+        )
+    return bool(owners)
 
 
 def resume_run(workspace: Workspace, run: str, *, flow_run_id: str | None = None) -> RunHandle:

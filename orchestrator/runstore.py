@@ -236,6 +236,11 @@ class RunStore:
             raise InvalidInputError(f"run id {run_id!r} is ambiguous (tasks: {tasks})")
         return self.ref(matches[0].parent.parent.name, run_id)
 
+    def tasks_with_run(self, run_id: str) -> list[str]:
+        """The tasks that have a run ``run_id`` (normally none or one)."""
+        run_id = safe_id(run_id, what="run id")
+        return sorted(m.parent.parent.name for m in self.root.glob(f"*/{run_id}/{MANIFEST_NAME}"))
+
     def list_runs(self) -> list[RunRef]:
         """Every run folder with a manifest, oldest run id first."""
         refs = [

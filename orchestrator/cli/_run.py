@@ -16,6 +16,7 @@ from rich.table import Table
 
 from orchestrator.exceptions import OrchestratorError, RunFailedError
 from orchestrator.gitops import check_target
+from orchestrator.lifecycle import check_run_id
 from orchestrator.runstore import RunRef
 from orchestrator.settings import Settings
 from orchestrator.taskspec import load_task_spec, resolve_repo
@@ -58,6 +59,8 @@ def run(
 ) -> None:
     """Run a task through plan, build, test and review, with progress, then a summary."""
     spec = load_task_spec(task)
+    if run_id:
+        check_run_id(Workspace.open(Settings()), spec.id, run_id)
     check_target(repo.resolve() if repo else resolve_repo(spec, task), spec.target.base_branch)
     console.print(f"running task [bold]{spec.id}[/bold] (env {env}) ...")
     _run_pipeline(

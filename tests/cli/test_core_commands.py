@@ -94,3 +94,34 @@ def test_corrupt_manifest_exits_1_and_is_left_untouched(
 def test_schemas_export_check_passes_on_a_clean_tree(cli: Cli) -> None:
     result = cli("schemas", "export", "--check")
     assert result.returncode == 0, result.stderr
+
+
+def _listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+
+
+@pytest.mark.parametrize(
+    ("run_id", "message"),
+    [
+        ("a/b", "invalid run id"),
+        ("OTHER", "belongs to task other-task, not to add-text-helpers"),
+    ],
+)
+def test_run_with_a_bad_run_id_exits_2_before_prefect_starts(
+    cli: Cli, tmp_path: Path, run_id: str, message: str
+) -> None:
+    home = tmp_path / "home"
+    other = sample_manifest("other-task")
+    Workspace.open(Settings(home=home)).store.create(other)
+    before = _listing(home)
+
+    run_id = other.run_id if run_id == "OTHER" else run_id
+    task = EXAMPLES / "tasks" / "add-text-helpers.yaml"
+    result = cli(
+        "run", str(task), "--run-id", run_id, env={"PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    )
+
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert _listing(home) == before

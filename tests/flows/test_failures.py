@@ -105,3 +105,23 @@ def snapshot(stack: Stack) -> tuple[str, str]:
         ).stdout
 
     return git("branch", "--list"), git("worktree", "list")
+
+
+async def test_a_run_id_of_another_task_is_refused_and_that_run_is_left_alone(
+    stack: Stack,
+) -> None:
+    from tests.conftest import sample_manifest
+
+    other = sample_manifest("other-task")
+    ref = stack.workspace.store.create(other)
+    before = ref.manifest_path.read_bytes()
+
+    with pytest.raises(InvalidInputError, match="belongs to task other-task"):
+        await pipeline(
+            task_file=str(stack.task("add-text-helpers.yaml")),
+            repo=str(stack.repo),
+            run_id=other.run_id,
+        )
+
+    assert ref.manifest_path.read_bytes() == before
+    assert [r.task_id for r in stack.workspace.store.list_runs()] == ["other-task"]
