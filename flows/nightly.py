@@ -119,8 +119,12 @@ def _claim(path: Path) -> Path | None:
 
 
 def outcome_of(job: Job, state: State[Any], result: Any) -> Outcome:
-    """A job's outcome from its pipeline subflow's final state (and result, if any)."""
-    if state.is_completed() and isinstance(result, dict):
+    """A job's outcome from its pipeline subflow's final state (and result, if any).
+
+    A rejected run's flow run is ``Cancelled`` (named Rejected or Expired) and carries
+    its summary too.
+    """
+    if (state.is_completed() or state.is_cancelled()) and isinstance(result, dict):
         return Outcome(
             str(job.task_file),
             job.source,
@@ -208,7 +212,8 @@ async def _run(job: Job, *, env: str, blocks: dict[str, str]) -> Outcome:
         state = await pipeline(
             task_file=str(job.task_file), env=env, repo=job.repo, return_state=True, **blocks
         )
-    result = await state.aresult(raise_on_failure=False) if state.is_completed() else None
+    finished = state.is_completed() or state.is_cancelled()
+    result = await state.aresult(raise_on_failure=False) if finished else None
     outcome = outcome_of(job, state, result)
     logger.info("%s: %s %s", job.task_file.name, outcome.status, outcome.reason)
     return outcome

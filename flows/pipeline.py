@@ -15,7 +15,9 @@ from uuid import UUID
 
 from prefect import flow
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run as prefect_flow_run
+from prefect.states import Cancelled
 
 from blocks import CodexCloudEndpoint, CodexServerSettings, VaultCredentials
 from orchestrator.approvals import handover_markdown, plan_markdown
@@ -35,7 +37,7 @@ from orchestrator.lifecycle import (
 )
 from orchestrator.taskspec import load_task_spec
 from orchestrator.workspace import Workspace
-from schemas import Decision, Gate, GateMode, Plan, RunManifest, RunStatus, Verdict
+from schemas import Channel, Decision, Gate, GateMode, Plan, RunManifest, RunStatus, Verdict
 
 from ._artifacts import publish_summary
 from ._runtime import (
@@ -75,8 +77,12 @@ async def pipeline(
     codex_block: str = DEFAULT_BLOCK,
     vault_block: str = DEFAULT_BLOCK,
     cloud_block: str = DEFAULT_BLOCK,
-) -> dict[str, Any]:
+) -> dict[str, Any] | State[Any]:
     """Run a coding task through plan, build, test and review; or resume a run.
+
+    Returns the run's summary; a rejected run ends its flow run ``Cancelled``, named
+    ``Rejected`` (or ``Expired`` when nobody decided in time), with the reason as the
+    message and the summary as its data, so no rejected run looks like a success.
 
     Args:
         task_file: Path of the task spec (YAML or JSON) for a new run.
@@ -110,7 +116,18 @@ async def pipeline(
             run_id=handle.run_id,
             reason=manifest.status_reason or "unknown",
         )
-    return run_summary(handle, handle.read())
+    summary = run_summary(handle, handle.read())
+    if manifest.status is RunStatus.REJECTED:
+        return Cancelled(
+            name=stopped_state_name(manifest), message=manifest.status_reason, data=summary
+        )
+    return summary
+
+
+def stopped_state_name(manifest: RunManifest) -> str:
+    """``Expired`` when the deciding gate timed out, else ``Rejected``."""
+    decided = [a for a in manifest.approvals if a.decision is Decision.REJECT]
+    return "Expired" if decided and decided[-1].channel is Channel.TIMEOUT else "Rejected"
 
 
 def run_summary(handle: RunHandle, manifest: RunManifest) -> dict[str, Any]:

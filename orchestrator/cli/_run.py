@@ -105,10 +105,12 @@ def run_pipeline(**parameters: Any) -> str:
     """
     from flows.pipeline import pipeline
 
-    async def flow_state() -> State[dict[str, Any]]:
+    async def flow_state() -> State[Any]:
         return await pipeline(**parameters, return_state=True)
 
     state = asyncio.run(flow_state())
+    if state.is_cancelled() and isinstance(data := state.result(raise_on_failure=False), dict):
+        return str(data["run_id"])  # a rejected run: its summary rides on the named state
     try:
         summary: dict[str, Any] = state.result(raise_on_failure=True)
     except RunFailedError as exc:

@@ -106,6 +106,7 @@ def test_a_rejected_plan_ends_the_run_rejected_without_any_builder_request(
     assert "was rejected: plan rejected by Ada (cli): split it differently" in run.output()
     manifest = gate_stack.manifest(run.run_id)
     assert manifest.status is RunStatus.REJECTED
+    assert flow_run_state(gate_stack, run.run_id) == ("CANCELLED", "Rejected")
     assert manifest.phases.build.status.value == "pending"
     plan = manifest.approval("plan")
     assert plan is not None
@@ -147,7 +148,7 @@ def test_a_plan_nobody_decides_in_time_is_rejected_with_reason_timeout(
     late = gate_stack.cli_here("approve", run.run_id)
     assert late.returncode == 2
     assert "reject by orchestrator (timeout)" in late.stderr
-    assert flow_run_state(gate_stack, run.run_id) == "COMPLETED"
+    assert flow_run_state(gate_stack, run.run_id) == ("CANCELLED", "Expired")
 
 
 def server_resume(stack: GateStack, flow_run_id: object, run_input: dict[str, str]) -> Any:
@@ -161,8 +162,8 @@ def server_resume(stack: GateStack, flow_run_id: object, run_input: dict[str, st
     return OrchestrationResult.model_validate(response.json())
 
 
-def flow_run_state(stack: GateStack, run_id: str) -> str:
-    """The state type of the run's pipeline flow run (named ``<task>/<run>``)."""
+def flow_run_state(stack: GateStack, run_id: str) -> tuple[str, str]:
+    """The state type and name of the run's pipeline flow run (named ``<task>/<run>``)."""
     response = httpx.post(
         f"{stack.server.api_url}/flow_runs/filter",
         json={"flow_runs": {"name": {"like_": run_id}}},
@@ -170,4 +171,4 @@ def flow_run_state(stack: GateStack, run_id: str) -> str:
     )
     response.raise_for_status()
     [pipeline] = [r for r in response.json() if " " not in r["name"]]
-    return str(pipeline["state"]["type"])
+    return str(pipeline["state"]["type"]), str(pipeline["state"]["name"])
