@@ -39,6 +39,16 @@ from .manifest import (
     TokenUsage,
 )
 from .outputs import BuildReport, Plan, ReviewVerdict, TestReport, Verdict
+from .spec import (
+    INACTIVE_SPEC_STATUSES,
+    SpecFinding,
+    SpecFrontMatter,
+    SpecGuardConfig,
+    SpecGuardReport,
+    SpecRisk,
+    SpecRule,
+    SpecStatus,
+)
 from .sync import SyncRecord, SyncState
 from .task import (
     ApprovalSettings,
@@ -53,6 +63,7 @@ from .task import (
 
 __all__ = [
     "DOCUMENTS",
+    "INACTIVE_SPEC_STATUSES",
     "MANIFEST_SCHEMA_VERSION",
     "REPLAY_MODEL",
     "SAFE_ID_PATTERN",
@@ -94,6 +105,13 @@ __all__ = [
     "SafeId",
     "SandboxMode",
     "Sha256",
+    "SpecFinding",
+    "SpecFrontMatter",
+    "SpecGuardConfig",
+    "SpecGuardReport",
+    "SpecRisk",
+    "SpecRule",
+    "SpecStatus",
     "StepStatus",
     "StrictModel",
     "SubtaskRecord",

@@ -24,6 +24,7 @@ from .codex import CodexServerConfig
 from .library import LibraryEntry
 from .manifest import RunManifest
 from .outputs import BuildReport, Plan, ReviewVerdict, TestReport
+from .spec import SpecFrontMatter, SpecGuardReport
 from .sync import SyncRecord
 from .task import TaskSpec
 
@@ -39,6 +40,8 @@ DOCUMENTS: dict[str, type[BaseModel]] = {
     "plan": Plan,
     "review-verdict": ReviewVerdict,
     "run-manifest": RunManifest,
+    "spec-front-matter": SpecFrontMatter,
+    "spec-guard-report": SpecGuardReport,
     "sync-record": SyncRecord,
     "task-spec": TaskSpec,
     "test-report": TestReport,
