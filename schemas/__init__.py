@@ -15,7 +15,20 @@ from .codex import (
     SandboxMode,
 )
 from .documents import DOCUMENTS, generate_schema, render_schema, schema_errors, schema_path
-from .library import LibraryEntry, LibraryKind
+from .library import (
+    LIBRARY_INDEX_VERSION,
+    LIBRARY_REF_PATTERN,
+    SEMVER_PATTERN,
+    LibraryEntry,
+    LibraryIndex,
+    LibraryKind,
+    LibraryPath,
+    LibraryRef,
+    LibraryRun,
+    LibraryScope,
+    LibraryTool,
+    SemVer,
+)
 from .manifest import (
     MANIFEST_SCHEMA_VERSION,
     AgentRole,
@@ -64,9 +77,12 @@ from .task import (
 __all__ = [
     "DOCUMENTS",
     "INACTIVE_SPEC_STATUSES",
+    "LIBRARY_INDEX_VERSION",
+    "LIBRARY_REF_PATTERN",
     "MANIFEST_SCHEMA_VERSION",
     "REPLAY_MODEL",
     "SAFE_ID_PATTERN",
+    "SEMVER_PATTERN",
     "AgentRole",
     "AgentStep",
     "Approval",
@@ -89,7 +105,13 @@ __all__ = [
     "GateMode",
     "GateTimeouts",
     "LibraryEntry",
+    "LibraryIndex",
     "LibraryKind",
+    "LibraryPath",
+    "LibraryRef",
+    "LibraryRun",
+    "LibraryScope",
+    "LibraryTool",
     "ModeDecision",
     "ModelCatalogEntry",
     "ModelProvider",
@@ -104,6 +126,7 @@ __all__ = [
     "RunStatus",
     "SafeId",
     "SandboxMode",
+    "SemVer",
     "Sha256",
     "SpecFinding",
     "SpecFrontMatter",

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from .approval import Approval, ApprovalDecision
 from .audit import AuditEvent
 from .codex import CodexServerConfig
-from .library import LibraryEntry
+from .library import LibraryEntry, LibraryIndex
 from .manifest import RunManifest
 from .outputs import BuildReport, Plan, ReviewVerdict, TestReport
 from .spec import SpecFrontMatter, SpecGuardReport
@@ -37,6 +37,7 @@ DOCUMENTS: dict[str, type[BaseModel]] = {
     "build-report": BuildReport,
     "codex-server-config": CodexServerConfig,
     "library-entry": LibraryEntry,
+    "library-index": LibraryIndex,
     "plan": Plan,
     "review-verdict": ReviewVerdict,
     "run-manifest": RunManifest,
