@@ -9,7 +9,6 @@ worktree as it found it. Running it in the sandbox is a later step.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shlex
@@ -25,6 +24,7 @@ from schemas import CommandRecord, LibraryEntry, LibraryKind, LibraryTool
 
 from .exceptions import InvalidInputError, LibraryError
 from .gitops import git
+from .library import checked_script
 
 RUNNER_MODULE = "orchestrator._libcst_runner"
 DEFAULT_GLOBS = {"python": "**/*.py"}
@@ -116,18 +116,8 @@ def _checked_script(entry: LibraryEntry, library_root: Path) -> Path:
             "run here so far",
             entry=entry.ref,
         )
-    assert entry.run.script is not None  # LibraryEntry requires one for libcst
-    script = (library_root / entry.run.script).resolve()
-    if not script.is_file():
-        raise LibraryError(f"{entry.ref}: script {script} does not exist", entry=entry.ref)
-    digest = hashlib.sha256(script.read_bytes()).hexdigest()
-    if entry.run.script_sha256 not in (None, digest):
-        raise LibraryError(
-            f"{entry.ref}: {entry.run.script} changed since the entry was recorded; "
-            "a changed script is a new version",
-            entry=entry.ref,
-        )
-    return script
+    script, _ = checked_script(entry, library_root)
+    return script.resolve()
 
 
 def _require_clean(worktree: Path) -> None:

@@ -179,20 +179,9 @@ class Library:
             )
 
     def _with_script_hash(self, entry: LibraryEntry) -> LibraryEntry:
-        script = entry.run.script
-        if script is None:
+        if entry.run.script is None:
             return entry
-        path = self.root / script
-        if not path.is_file():
-            raise LibraryError(
-                f"{entry.ref}: run.script {script!r} is not a file in {self.root}", entry=entry.ref
-            )
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if entry.run.script_sha256 not in (None, digest):
-            raise LibraryError(
-                f"{entry.ref}: {script} does not match run.script_sha256 (it changed)",
-                entry=entry.ref,
-            )
+        _, digest = checked_script(entry, self.root)
         run = entry.run.model_copy(update={"script_sha256": digest})
         return entry.model_copy(update={"run": run})
 
@@ -207,6 +196,31 @@ class Library:
             _write_index(
                 self.index_path, _validated(LibraryIndex, index.model_dump(), self.index_path)
             )
+
+
+def checked_script(entry: LibraryEntry, root: Path) -> tuple[Path, str]:
+    """The entry's script under ``root`` and its sha256, checked against the recorded hash.
+
+    Raises:
+        LibraryError: the entry has no script, the file is missing, or it changed since
+            the entry recorded its hash (a changed script is a new version).
+    """
+    if entry.run.script is None:
+        raise LibraryError(f"{entry.ref} has no run.script", entry=entry.ref)
+    path = root / entry.run.script
+    if not path.is_file():
+        raise LibraryError(
+            f"{entry.ref}: run.script {entry.run.script!r} is not a file in {root}",
+            entry=entry.ref,
+        )
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if entry.run.script_sha256 not in (None, digest):
+        raise LibraryError(
+            f"{entry.ref}: {entry.run.script} does not match run.script_sha256: it changed "
+            "since the entry was recorded, and a changed script is a new version",
+            entry=entry.ref,
+        )
+    return path, digest
 
 
 def load_index(path: Path) -> LibraryIndex:

@@ -129,7 +129,7 @@ def test_bad_input_is_refused_before_anything_runs(
     with pytest.raises(LibraryError, match="only libcst codemods run here"):
         run_codemod(linter, library_root=PROJECT_LIBRARY, worktree=tree)
     changed = rename_entry.run.model_copy(update={"script_sha256": "0" * 64})
-    with pytest.raises(LibraryError, match="changed since the entry was recorded"):
+    with pytest.raises(LibraryError, match="it changed since the entry was recorded"):
         run_codemod(
             rename_entry.model_copy(update={"run": changed}),
             library_root=PROJECT_LIBRARY,
