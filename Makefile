@@ -27,6 +27,7 @@ demo: setup
 	$(BIN)/orchestrator demo
 
 test: setup system-chromium
+	$(BIN)/orchestrator spec-guard
 	$(BIN)/python -m pytest
 
 lint: setup

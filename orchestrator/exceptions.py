@@ -2,10 +2,13 @@
 
     OrchestratorError
     ├── InvalidInputError (ValueError)          bad input: CLI exit code 2, nothing changed
-    │   ├── TaskSpecError                       a task file that does not parse or validate
+    │   ├── DocumentError                       a file people write, naming file and field
+    │   │   ├── TaskSpecError                   a task file that does not parse or validate
+    │   │   └── SpecError                       a spec file or guard setting that does not parse
     │   ├── UnsafeIdError                       an id that could escape its folder
     │   ├── RunNotFoundError (LookupError)      no run with that id
-    │   └── ApprovalError                       a decision that cannot be taken
+    │   ├── ApprovalError                       a decision that cannot be taken
+    │   └── LibraryError                        a library index or change that is refused
     ├── ManifestError                           a run folder's files
     │   ├── ManifestCorruptError (ValueError)   a file on disk fails to parse or validate
     │   ├── LockTimeoutError (TimeoutError)     another process held the lock too long
@@ -55,8 +58,8 @@ class InvalidInputError(OrchestratorError, ValueError):
     """Input the user can fix; nothing was changed."""
 
 
-class TaskSpecError(InvalidInputError):
-    """A task file that cannot be used, naming the file and the field."""
+class DocumentError(InvalidInputError):
+    """A file people write that cannot be used, naming the file and the field."""
 
     def __init__(self, message: str, *, path: str, field: str | None = None) -> None:
         where = f"{path}: field '{field}'" if field else path
@@ -64,6 +67,14 @@ class TaskSpecError(InvalidInputError):
         self.path = path
         self.field = field
         self.reason = message
+
+
+class TaskSpecError(DocumentError):
+    """A task file that cannot be used, naming the file and the field."""
+
+
+class SpecError(DocumentError):
+    """A spec file (or the spec guard's settings) that cannot be read."""
 
 
 class UnsafeIdError(InvalidInputError):
@@ -174,3 +185,12 @@ class RunFailedError(OrchestratorError):
         super().__init__(message)
         self.run_id = run_id
         self.reason = reason
+
+
+class LibraryError(InvalidInputError):
+    """A library index that does not validate, or a change to it that is refused."""
+
+    def __init__(self, message: str, *, path: str | None = None, entry: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.entry = entry

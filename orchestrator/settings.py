@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     )
     env: SafeId = Field(default="dev", description="Environment: selects Vault path and policy.")
     lock_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for a lock.")
+    library_index: Path | None = Field(
+        default=None,
+        description="The learning library's index (default: <home>/library/index.yaml).",
+    )
 
     @property
     def runs_dir(self) -> Path:
@@ -29,6 +33,10 @@ class Settings(BaseSettings):
     @property
     def out_dir(self) -> Path:
         return self.home / "out"
+
+    @property
+    def library_index_path(self) -> Path:
+        return self.library_index or self.home / "library" / "index.yaml"
 
     @property
     def work_dir(self) -> Path:

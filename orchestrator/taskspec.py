@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from schemas import TaskSpec, schema_errors
 
+from ._documents import first_problem, yaml_problem
 from .exceptions import TaskSpecError
 
 MAX_TASK_FILE_BYTES = 256 * 1024
@@ -67,7 +68,7 @@ def _read_document(path: Path) -> Any:
     except json.JSONDecodeError as exc:
         raise TaskSpecError(f"not valid JSON: {exc.msg} (line {exc.lineno})", path=where) from None
     except yaml.YAMLError as exc:
-        raise TaskSpecError(f"not valid YAML: {_yaml_problem(exc)}", path=where) from None
+        raise TaskSpecError(f"not valid YAML: {yaml_problem(exc)}", path=where) from None
     except RecursionError:
         raise TaskSpecError(_too_deep(), path=where) from None
     if not isinstance(data, dict):
@@ -99,21 +100,6 @@ def _nesting(data: Any) -> int:
     return deepest
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    return f"{problem} (line {mark.line + 1})" if mark is not None else problem
-
-
 def _spec_error(exc: ValidationError, path: Path) -> TaskSpecError:
-    errors = exc.errors()
-    first = errors[0]
-    field = ".".join(str(part) for part in first["loc"]) or None
-    reason = first["msg"]
-    if first["type"] == "extra_forbidden":
-        reason = "unknown field"
-    elif first["type"] == "missing":
-        reason = "required field is missing"
-    if len(errors) > 1:
-        reason += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    field, reason = first_problem(exc)
     return TaskSpecError(reason, path=str(path), field=field)

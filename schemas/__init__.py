@@ -15,7 +15,20 @@ from .codex import (
     SandboxMode,
 )
 from .documents import DOCUMENTS, generate_schema, render_schema, schema_errors, schema_path
-from .library import LibraryEntry, LibraryKind
+from .library import (
+    LIBRARY_INDEX_VERSION,
+    LIBRARY_REF_PATTERN,
+    SEMVER_PATTERN,
+    LibraryEntry,
+    LibraryIndex,
+    LibraryKind,
+    LibraryPath,
+    LibraryRef,
+    LibraryRun,
+    LibraryScope,
+    LibraryTool,
+    SemVer,
+)
 from .manifest import (
     MANIFEST_SCHEMA_VERSION,
     AgentRole,
@@ -39,6 +52,16 @@ from .manifest import (
     TokenUsage,
 )
 from .outputs import BuildReport, Plan, ReviewVerdict, TestReport, Verdict
+from .spec import (
+    INACTIVE_SPEC_STATUSES,
+    SpecFinding,
+    SpecFrontMatter,
+    SpecGuardConfig,
+    SpecGuardReport,
+    SpecRisk,
+    SpecRule,
+    SpecStatus,
+)
 from .sync import SyncRecord, SyncState
 from .task import (
     ApprovalSettings,
@@ -53,9 +76,13 @@ from .task import (
 
 __all__ = [
     "DOCUMENTS",
+    "INACTIVE_SPEC_STATUSES",
+    "LIBRARY_INDEX_VERSION",
+    "LIBRARY_REF_PATTERN",
     "MANIFEST_SCHEMA_VERSION",
     "REPLAY_MODEL",
     "SAFE_ID_PATTERN",
+    "SEMVER_PATTERN",
     "AgentRole",
     "AgentStep",
     "Approval",
@@ -78,7 +105,13 @@ __all__ = [
     "GateMode",
     "GateTimeouts",
     "LibraryEntry",
+    "LibraryIndex",
     "LibraryKind",
+    "LibraryPath",
+    "LibraryRef",
+    "LibraryRun",
+    "LibraryScope",
+    "LibraryTool",
     "ModeDecision",
     "ModelCatalogEntry",
     "ModelProvider",
@@ -93,7 +126,15 @@ __all__ = [
     "RunStatus",
     "SafeId",
     "SandboxMode",
+    "SemVer",
     "Sha256",
+    "SpecFinding",
+    "SpecFrontMatter",
+    "SpecGuardConfig",
+    "SpecGuardReport",
+    "SpecRisk",
+    "SpecRule",
+    "SpecStatus",
     "StepStatus",
     "StrictModel",
     "SubtaskRecord",

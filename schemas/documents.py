@@ -21,9 +21,10 @@ from pydantic import BaseModel
 from .approval import Approval, ApprovalDecision
 from .audit import AuditEvent
 from .codex import CodexServerConfig
-from .library import LibraryEntry
+from .library import LibraryEntry, LibraryIndex
 from .manifest import RunManifest
 from .outputs import BuildReport, Plan, ReviewVerdict, TestReport
+from .spec import SpecFrontMatter, SpecGuardReport
 from .sync import SyncRecord
 from .task import TaskSpec
 
@@ -36,9 +37,12 @@ DOCUMENTS: dict[str, type[BaseModel]] = {
     "build-report": BuildReport,
     "codex-server-config": CodexServerConfig,
     "library-entry": LibraryEntry,
+    "library-index": LibraryIndex,
     "plan": Plan,
     "review-verdict": ReviewVerdict,
     "run-manifest": RunManifest,
+    "spec-front-matter": SpecFrontMatter,
+    "spec-guard-report": SpecGuardReport,
     "sync-record": SyncRecord,
     "task-spec": TaskSpec,
     "test-report": TestReport,

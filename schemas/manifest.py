@@ -9,6 +9,7 @@ from pydantic import Field
 
 from ._base import SafeId, Sha256, StrictModel, UtcDatetime
 from .approval import Approval
+from .library import LibraryRef
 from .sync import SyncRecord
 from .task import CommandPolicy, GateMode, TaskSpec
 
@@ -129,6 +130,11 @@ class AgentStep(StrictModel):
     commands: list[CommandRecord] = Field(default_factory=list)
     patches: list[PatchRecord] = Field(default_factory=list)
     tokens: TokenUsage = Field(default_factory=TokenUsage)
+    library: list[LibraryRef] = Field(
+        default_factory=list,
+        description="Every learning-library entry the step used, as name@version; a "
+        "version recorded here can no longer change.",
+    )
     output_artifact: str | None = Field(
         default=None, description="Name of the artifact holding the step's result."
     )

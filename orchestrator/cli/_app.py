@@ -8,7 +8,7 @@ import typer
 
 from orchestrator.exceptions import InvalidInputError, OrchestratorError
 
-from . import _approvals, _cloud, _core, _demo, _dev, _run, _serve
+from . import _approvals, _cloud, _core, _demo, _dev, _library, _run, _serve, _specs
 from ._console import err_console
 
 app = typer.Typer(
@@ -25,6 +25,8 @@ _cloud.register(app)
 _dev.register(app)
 _demo.register(app)
 _serve.register(app)
+_specs.register(app)
+_library.register(app)
 
 EXIT_FAILURE, EXIT_BAD_INPUT = 1, 2
 
