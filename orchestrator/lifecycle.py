@@ -176,17 +176,30 @@ def start_run(
     return RunHandle(workspace, manifest.task_id, manifest.run_id)
 
 
+FINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.REJECTED})
+"""A run that ended so is returned by :func:`resume_run` as it is; a failed one is reopened."""
+
+
 def resume_run(workspace: Workspace, run: str, *, flow_run_id: str | None = None) -> RunHandle:
-    """Reopen an existing run to continue it; a finished run is returned as it is."""
+    """Reopen an existing run to continue it: one that was killed, paused, or failed
+    (its failed step is redone, its done steps skipped). A succeeded or rejected run is
+    returned as it is.
+
+    Raises:
+        RunNotFoundError: no such run.
+        InvalidInputError: the target repository is missing, dirty, or lost its base
+            branch (the manifest is left unchanged).
+    """
     ref = workspace.store.find(run)
     handle = RunHandle(workspace, ref.task_id, ref.run_id)
     manifest = handle.read()
-    if manifest.status.finished:
+    if manifest.status in FINAL_STATUSES:
         return handle
     check_target(Path(manifest.task.repo_path), manifest.task.spec.target.base_branch)
 
     def reopen(m: RunManifest) -> None:
         m.status = RunStatus.RUNNING
+        m.status_reason = m.finished_at = None  # the errors list keeps why it failed
         m.flow_run_id = flow_run_id or m.flow_run_id
 
     handle.update(reopen, event="run.resumed", flow_run_id=flow_run_id)
