@@ -40,7 +40,25 @@ class WireTap(Protocol):
         """A ``tools/call`` request of ours, seen before it is written."""
 
 
-class TappedReader:
+class _Closable:
+    """``async with`` closes the stream."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class TappedReader(_Closable):
     """The server-to-client stream, shown to a :class:`WireTap` first."""
 
     def __init__(self, inner: ReadStream[SessionMessage | Exception], tap: WireTap) -> None:
@@ -80,19 +98,8 @@ class TappedReader:
         self.ended.set()
         await self._inner.aclose()
 
-    async def __aenter__(self) -> Self:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-class TappedWriter:
+class TappedWriter(_Closable):
     """The client-to-server stream, shown to a :class:`WireTap` first."""
 
     def __init__(self, inner: WriteStream[SessionMessage], tap: WireTap) -> None:
@@ -107,14 +114,3 @@ class TappedWriter:
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -17,7 +17,6 @@ The fake counts the calls of each role, so a broken rule fails these tests.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -42,6 +41,7 @@ from orchestrator.lifecycle import RunHandle, fail_run, resume_run, start_run
 from orchestrator.workspace import Workspace
 from schemas import CodexServerConfig, PhaseName, Plan, RunStatus, StepStatus
 from tests.helpers.fake_codex import FakeCall, FakeCodex, FakeError
+from tests.helpers.repos import git, task_beside_repo
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(20)]
 
@@ -112,22 +112,7 @@ def fake(team: Team) -> FakeCodex:
 @pytest.fixture
 def run(workspace: Workspace, tmp_path: Path) -> RunHandle:
     """A started run of a task without subtasks (the planner splits it) on a git repo."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / "README.md").write_text("# demo\n")
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "base"]):
-        git(repo, *args)
-    task = tmp_path / "demo.yaml"
-    task.write_text(TASK)
-    return start_run(workspace, task_file=task, env="dev")
-
-
-def git(repo: Path, *args: str) -> str:
-    identity = ["-c", "user.name=Test", "-c", "user.email=test@example.invalid"]
-    done = subprocess.run(
-        ["git", *identity, *args], cwd=repo, check=True, capture_output=True, text=True
-    )
-    return done.stdout.strip()
+    return start_run(workspace, task_file=task_beside_repo(tmp_path, TASK), env="dev")
 
 
 @asynccontextmanager

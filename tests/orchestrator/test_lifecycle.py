@@ -6,7 +6,6 @@ Plain core functions over a run store in a temporary folder; no codex, no Prefec
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -37,6 +36,7 @@ from schemas import (
     StepStatus,
     TokenUsage,
 )
+from tests.helpers.repos import git, task_beside_repo
 
 TASK = """\
 id: demo
@@ -54,25 +54,10 @@ OUTCOME = StepOutcome(
 )
 
 
-def git(repo: Path, *args: str) -> str:
-    identity = ["-c", "user.name=Test", "-c", "user.email=test@example.invalid"]
-    done = subprocess.run(
-        ["git", *identity, *args], cwd=repo, check=True, capture_output=True, text=True
-    )
-    return done.stdout.strip()
-
-
 @pytest.fixture
 def task_file(tmp_path: Path) -> Path:
     """A task file next to a clean git repository ``repo`` on ``main``."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / "README.md").write_text("# demo\n")
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "base"]):
-        git(repo, *args)
-    path = tmp_path / "demo.yaml"
-    path.write_text(TASK)
-    return path
+    return task_beside_repo(tmp_path, TASK)
 
 
 def runs_on_disk(workspace: Workspace) -> list[Path]:
