@@ -1,7 +1,9 @@
 """The MCP side: a Codex session client, the four agent roles, and approvals.
 
 - :class:`CodexSession` runs ``codex mcp-server`` over stdio (official ``mcp`` SDK) and
-  turns each call into a :class:`Turn` built from its typed ``codex/event`` stream.
+  turns each call into a :class:`Turn` built from its typed ``codex/event`` stream; its
+  streams come from a :class:`StreamFactory` (default: spawn codex; tests: in memory).
+- :class:`AgentSession` is the interface the roles and steps take.
 - :func:`run_planner`, :func:`run_builder`, :func:`run_tester`, :func:`run_reviewer`
   are the roles; each returns a :class:`RoleOutcome` with a validated output.
 - :class:`PolicyApprover` answers codex's exec/patch approval requests.
@@ -10,6 +12,8 @@
 Importing this package starts nothing.
 """
 
+from ._launch import CodexLaunch
+from ._streams import ServerStreams, StreamFactory
 from .approvals import (
     ApprovalAnswer,
     ApprovalKind,
@@ -19,6 +23,7 @@ from .approvals import (
     DenyAllApprover,
     PolicyApprover,
 )
+from .backend import AgentSession
 from .events import (
     AgentMessage,
     ApprovalRequested,
@@ -49,10 +54,12 @@ from .roles import (
     run_reviewer,
     run_tester,
 )
-from .session import CodexSession, Turn
+from .session import CodexSession
+from .turns import Turn
 
 __all__ = [
     "AgentMessage",
+    "AgentSession",
     "ApprovalAnswer",
     "ApprovalKind",
     "ApprovalRecord",
@@ -60,6 +67,7 @@ __all__ = [
     "ApprovalRequested",
     "Approver",
     "CodexEvent",
+    "CodexLaunch",
     "CodexSession",
     "DenyAllApprover",
     "ErrorEvent",
@@ -71,7 +79,9 @@ __all__ = [
     "PatchApplyEnd",
     "PolicyApprover",
     "RoleOutcome",
+    "ServerStreams",
     "SessionConfigured",
+    "StreamFactory",
     "TaskComplete",
     "TaskStarted",
     "TesterAnswer",

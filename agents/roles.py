@@ -36,8 +36,9 @@ from schemas import (
 
 from ._outputs import InvalidAnswer, extract_json, parse_pytest_summary
 from ._prompts import bullet_list, render, schema_text
+from .backend import AgentSession
 from .events import EventCallback, ExecCommandEnd
-from .session import CodexSession, Turn
+from .turns import Turn
 
 __all__ = [
     "MAX_DIFF_CHARS",
@@ -97,7 +98,7 @@ class _Call:
 
 
 async def run_planner(
-    session: CodexSession,
+    session: AgentSession,
     spec: TaskSpec,
     *,
     repo: Path,
@@ -133,7 +134,7 @@ async def run_planner(
 
 
 async def run_builder(
-    session: CodexSession,
+    session: AgentSession,
     spec: TaskSpec,
     subtask: SubtaskSpec,
     *,
@@ -183,7 +184,7 @@ async def run_builder(
 
 
 async def run_tester(
-    session: CodexSession,
+    session: AgentSession,
     spec: TaskSpec,
     *,
     repo: Path,
@@ -224,7 +225,7 @@ async def run_tester(
 
 
 async def run_reviewer(
-    session: CodexSession,
+    session: AgentSession,
     spec: TaskSpec,
     *,
     repo: Path,
@@ -288,7 +289,7 @@ def build_test_report(command: str, turns: list[Turn]) -> TestReport:
 
 
 async def _run(
-    session: CodexSession, call: _Call, parse: Callable[[list[Turn]], T]
+    session: AgentSession, call: _Call, parse: Callable[[list[Turn]], T]
 ) -> RoleOutcome[T]:
     first = await session.start(
         call.prompt, cwd=call.cwd, sandbox=call.sandbox, on_event=call.on_event
@@ -375,7 +376,7 @@ def _marker(role: AgentRole, spec: TaskSpec) -> dict[str, str]:
     return {"role": role.value, "task": spec.id}
 
 
-def _read_only(session: CodexSession) -> SandboxMode:
+def _read_only(session: AgentSession) -> SandboxMode:
     # Planner and reviewer change nothing; without a sandbox at all we keep none.
     return "danger-full-access" if session.config.sandbox == "danger-full-access" else "read-only"
 

@@ -46,9 +46,9 @@ from schemas import (
     TokenUsage,
 )
 
+from .backend import AgentSession
 from .events import EventCallback
 from .roles import RoleOutcome, run_builder, run_planner, run_reviewer, run_tester
-from .session import CodexSession
 
 PLAN_STEP, TEST_STEP, REVIEW_STEP = "plan", "test", "review"
 PLAN_ARTIFACT = "plan.json"
@@ -105,7 +105,7 @@ def _outcome(outcome: RoleOutcome[object]) -> StepOutcome:
 
 async def plan_step(
     handle: RunHandle,
-    session: CodexSession,
+    session: AgentSession,
     *,
     on_event: EventCallback | None = None,
     task_run_id: str | None = None,
@@ -184,7 +184,7 @@ def subtask_done(handle: RunHandle, subtask_id: str) -> bool:
 
 async def build_step(
     handle: RunHandle,
-    session: CodexSession,
+    session: AgentSession,
     subtask_id: str,
     *,
     on_event: EventCallback | None = None,
@@ -329,7 +329,7 @@ def result_worktree(handle: RunHandle) -> Worktree:
 
 async def test_step(
     handle: RunHandle,
-    session: CodexSession,
+    session: AgentSession,
     *,
     on_event: EventCallback | None = None,
     task_run_id: str | None = None,
@@ -371,7 +371,7 @@ test_step.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 async def review_step(
     handle: RunHandle,
-    session: CodexSession,
+    session: AgentSession,
     *,
     on_event: EventCallback | None = None,
     task_run_id: str | None = None,

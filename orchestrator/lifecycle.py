@@ -193,17 +193,51 @@ def check_run_id(workspace: Workspace, task_id: str, run_id: str) -> bool:
     return bool(owners)
 
 
+FINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.REJECTED})
+"""A run that ended so is returned by :func:`resume_run` as it is."""
+
+VERDICT_FAILURE = "RunFailed"
+"""The error type of a run failed by a verdict (its tests, its reviewer): doing the same
+work again gives the same verdict, so such a run stays failed on resume."""
+
+
+def continues_on_resume(manifest: RunManifest) -> bool:
+    """True unless the run succeeded, was rejected, or failed by a verdict.
+
+    A run that failed by an error (a model outage, a timeout, Vault down) is continued:
+    its failed step is redone, its done steps skipped.
+    """
+    if manifest.status in FINAL_STATUSES:
+        return False
+    if manifest.status is not RunStatus.FAILED:
+        return True
+    cause = next(
+        (e for e in reversed(manifest.errors) if e.message == manifest.status_reason), None
+    )
+    return cause is None or cause.type != VERDICT_FAILURE
+
+
 def resume_run(workspace: Workspace, run: str, *, flow_run_id: str | None = None) -> RunHandle:
-    """Reopen an existing run to continue it; a finished run is returned as it is."""
+    """Reopen an existing run to continue it: one that was killed, paused, or failed by an
+    error (its failed step is redone, its done steps skipped). A succeeded or rejected
+    run, or one its tests or reviewer failed, is returned as it is
+    (:func:`continues_on_resume`).
+
+    Raises:
+        RunNotFoundError: no such run.
+        InvalidInputError: the target repository is missing, dirty, or lost its base
+            branch (the manifest is left unchanged).
+    """
     ref = workspace.store.find(run)
     handle = RunHandle(workspace, ref.task_id, ref.run_id)
     manifest = handle.read()
-    if manifest.status.finished:
+    if not continues_on_resume(manifest):
         return handle
     check_target(Path(manifest.task.repo_path), manifest.task.spec.target.base_branch)
 
     def reopen(m: RunManifest) -> None:
         m.status = RunStatus.RUNNING
+        m.status_reason = m.finished_at = None  # the errors list keeps why it failed
         m.flow_run_id = flow_run_id or m.flow_run_id
 
     handle.update(reopen, event="run.resumed", flow_run_id=flow_run_id)
@@ -360,9 +394,17 @@ def fail_step(
 
 
 def fail_run(
-    handle: RunHandle, reason: str, *, phase: PhaseName | None = None, error_type: str = "RunFailed"
+    handle: RunHandle,
+    reason: str,
+    *,
+    phase: PhaseName | None = None,
+    error_type: str = VERDICT_FAILURE,
 ) -> RunManifest:
-    """Mark the run failed with ``reason``; everything it wrote stays."""
+    """Mark the run failed with ``reason``; everything it wrote stays.
+
+    ``error_type`` is the error's class name when an error failed the run; the default
+    says a verdict did (see :func:`continues_on_resume`).
+    """
 
     def fail(m: RunManifest) -> None:
         m.status = RunStatus.FAILED

