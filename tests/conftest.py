@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+import tomllib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -66,6 +68,37 @@ def _loopback_network_only() -> Iterator[None]:
         patch.setattr(socket.socket, "connect", connect)
         patch.setattr(socket.socket, "connect_ex", connect_ex)
         yield
+
+
+@pytest.fixture(autouse=True)
+def _codex_models_on_loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every codex process must use a model endpoint on loopback; no API key in reach.
+
+    Wraps :func:`agents._process.spawn`, the one place a codex server starts, and reads
+    the model endpoint from the ``config.toml`` the process is about to load.
+    """
+    from agents import _process as process_module
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    original = process_module.spawn
+
+    async def guarded(command: list[str], *, env: Mapping[str, str], cwd: Path) -> object:
+        host = _model_host(env)
+        if not _is_loopback_address((host, 0)):
+            raise AssertionError(f"tests must not call a model outside loopback: {host!r}")
+        return await original(command, env=env, cwd=cwd)
+
+    monkeypatch.setattr(process_module, "spawn", guarded)
+
+
+def _model_host(env: Mapping[str, str]) -> str:
+    """The host of the model provider codex will use with this environment ('' if none)."""
+    home = env.get("CODEX_HOME")
+    if not home:
+        return ""
+    config = tomllib.loads((Path(home) / "config.toml").read_text(encoding="utf-8"))
+    provider = config.get("model_providers", {}).get(config.get("model_provider", "openai"), {})
+    return urlsplit(str(provider.get("base_url", "https://api.openai.com/v1"))).hostname or ""
 
 
 @pytest.fixture(autouse=True)

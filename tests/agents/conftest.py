@@ -1,8 +1,8 @@
 """Fixtures of the agent tests: the replay provider, codex settings, temporary git repos.
 
-Every codex process a test starts talks to a replay provider on 127.0.0.1: an autouse
-fixture refuses to start codex with any other model endpoint (and drops OPENAI_API_KEY
-from the environment), so no request leaves loopback.
+Every codex process a test starts talks to a replay provider on 127.0.0.1: the
+suite-wide guard in ``tests/conftest.py`` refuses to start codex with any other model
+endpoint (and drops OPENAI_API_KEY from the environment).
 """
 
 from __future__ import annotations
@@ -11,15 +11,11 @@ import os
 import shutil
 import subprocess
 import time
-import tomllib
-from collections.abc import Callable, Iterator, Mapping
-from ipaddress import ip_address
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
-from agents import _process as process_module
 from agents.replay import ReplayServer, replay_config
 from schemas import CodexServerConfig
 
@@ -34,44 +30,6 @@ GIT_IDENTITY = ["-c", "user.name=Test", "-c", "user.email=test@example.invalid"]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every codex process must use a model endpoint on loopback; no API key in reach.
-
-    Wraps :func:`agents._process.spawn`, the one place a codex server starts, and reads
-    the model endpoint from the ``config.toml`` the process is about to load.
-    """
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    original = process_module.spawn
-
-    async def guarded(command: list[str], *, env: Mapping[str, str], cwd: Path) -> object:
-        host = _model_host(env)
-        if not _is_loopback(host):
-            raise AssertionError(f"tests must not call a model outside loopback: {host!r}")
-        return await original(command, env=env, cwd=cwd)
-
-    monkeypatch.setattr(process_module, "spawn", guarded)
-
-
-def _model_host(env: Mapping[str, str]) -> str:
-    """The host of the model provider codex will use with this environment ('' if none)."""
-    home = env.get("CODEX_HOME")
-    if not home:
-        return ""
-    config = tomllib.loads((Path(home) / "config.toml").read_text(encoding="utf-8"))
-    provider = config.get("model_providers", {}).get(config.get("model_provider", "openai"), {})
-    return urlsplit(str(provider.get("base_url", "https://api.openai.com/v1"))).hostname or ""
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @pytest.fixture
