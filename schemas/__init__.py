@@ -3,7 +3,15 @@
 This package imports nothing else of ours.
 """
 
-from ._base import SAFE_ID_PATTERN, SafeId, Sha256, StrictModel, check_safe_id, utc_now
+from ._base import (
+    SAFE_ID_PATTERN,
+    SafeId,
+    Sha256,
+    StrictModel,
+    check_http_url,
+    check_safe_id,
+    utc_now,
+)
 from .approval import Approval, ApprovalDecision, Channel, Decision, Gate
 from .audit import AuditEvent
 from .codex import (
@@ -15,6 +23,7 @@ from .codex import (
     SandboxMode,
 )
 from .documents import DOCUMENTS, generate_schema, render_schema, schema_errors, schema_path
+from .inbox import DecidedGate, DecisionNotice, GateNotice, WaitingGate
 from .library import LibraryEntry, LibraryKind
 from .manifest import (
     MANIFEST_SCHEMA_VERSION,
@@ -70,12 +79,15 @@ __all__ = [
     "CodexServerConfig",
     "CommandPolicy",
     "CommandRecord",
+    "DecidedGate",
     "Decision",
+    "DecisionNotice",
     "ErrorRecord",
     "ExecutionMode",
     "ExecutionSettings",
     "Gate",
     "GateMode",
+    "GateNotice",
     "GateTimeouts",
     "LibraryEntry",
     "LibraryKind",
@@ -106,6 +118,8 @@ __all__ = [
     "TestReport",
     "TokenUsage",
     "Verdict",
+    "WaitingGate",
+    "check_http_url",
     "check_safe_id",
     "generate_schema",
     "render_schema",
