@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from orchestrator import runs_api_server
+from orchestrator.cloud_settings import client_from_settings, load_cloud_settings
 from orchestrator.exceptions import InvalidInputError, OrchestratorError
-from orchestrator.runs_api import client_from_settings, load_cloud_settings
 from orchestrator.sync import SyncSummary, sync_pending, sync_run
 from orchestrator.workspace import Workspace
 from schemas import SyncRecord, SyncState
