@@ -34,12 +34,13 @@ The cost: the fields exist only at run time, so a type checker sees them as ``An
 
 from __future__ import annotations
 
+from abc import ABC
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from prefect.blocks.core import Block
-from pydantic import BaseModel, ValidationError, create_model
+from pydantic import BaseModel, ValidationError, create_model, model_validator
 from pydantic.fields import FieldInfo
 
 M = TypeVar("M", bound=BaseModel)
@@ -90,7 +91,7 @@ class FieldLayout(Generic[M]):
                 paths[block_name] = (name, sub)
         return cls(model, paths)
 
-    def block_base(self, name: str) -> type[Block]:
+    def block_base(self, name: str) -> type[DerivedBlock]:
         """A Block subclass holding these fields; block types subclass it.
 
         It is bound to no module-level name, so ``prefect block register`` finds only
@@ -99,7 +100,9 @@ class FieldLayout(Generic[M]):
         fields: dict[str, Any] = {
             block_name: (info.annotation, info) for block_name, info in self.field_infos().items()
         }
-        return create_model(name, __base__=Block, **fields)
+        base = create_model(name, __base__=DerivedBlock, **fields)
+        base._layout = self
+        return base
 
     def field_infos(self) -> dict[str, FieldInfo]:
         """The model's own field (annotation, default, constraints, title, description)
@@ -154,6 +157,24 @@ class FieldLayout(Generic[M]):
         for part in path[:-1]:
             model = _nested_model(model, part, model.model_fields[part])
         return model.model_fields[path[-1]]
+
+
+class DerivedBlock(Block, ABC):
+    """A block whose fields a :class:`FieldLayout` derived: built, it builds its core model.
+
+    Abstract, so Prefect never registers it as a block type of its own.
+    """
+
+    _layout: ClassVar[FieldLayout[Any]]
+
+    @model_validator(mode="after")
+    def _check_core_model(self) -> Self:
+        """Refuse bad fields and combinations now, not when the block is first used."""
+        try:
+            self._layout.to_model(self)
+        except ValueError as exc:
+            raise ValueError(f"invalid {self.get_block_type_name()} block: {exc}") from None
+        return self
 
 
 def _nested_model(model: type[BaseModel], name: str, info: FieldInfo) -> type[BaseModel]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from pydantic import HttpUrl, model_validator
+from pydantic import HttpUrl
 
 from orchestrator.cloud_settings import CloudEndpoint
 from orchestrator.credentials import CredentialBroker
@@ -60,21 +60,13 @@ class CodexCloudEndpoint(CLOUD_FIELDS.block_base("CodexCloudEndpointFields")):  
     ```
     """
 
-    @model_validator(mode="after")
-    def _check_combination(self) -> CodexCloudEndpoint:
-        self.get_endpoint()
-        return self
-
     def get_endpoint(self) -> CloudEndpoint:
         """The core endpoint this block describes.
 
         Raises:
             ValueError: a field is invalid (the message names it, never its value).
         """
-        try:
-            return CLOUD_FIELDS.to_model(self)
-        except ValueError as exc:
-            raise ValueError(f"invalid Codex Cloud endpoint block: {exc}") from None
+        return CLOUD_FIELDS.to_model(self)
 
     @classmethod
     def from_endpoint(cls, endpoint: CloudEndpoint) -> CodexCloudEndpoint:

@@ -7,7 +7,7 @@ counts keep the names they were released under), every other field under its own
 
 from __future__ import annotations
 
-from pydantic import HttpUrl, model_validator
+from pydantic import HttpUrl
 
 from schemas import CodexServerConfig
 
@@ -52,21 +52,13 @@ class CodexServerSettings(CODEX_FIELDS.block_base("CodexServerSettingsFields")):
     ```
     """
 
-    @model_validator(mode="after")
-    def _check_combination(self) -> CodexServerSettings:
-        self.get_config()
-        return self
-
     def get_config(self) -> CodexServerConfig:
         """The validated server configuration this block describes.
 
         Raises:
             ValueError: a field is out of range or the fields do not combine.
         """
-        try:
-            return CODEX_FIELDS.to_model(self)
-        except ValueError as exc:
-            raise ValueError(f"invalid Codex server settings: {exc}") from None
+        return CODEX_FIELDS.to_model(self)
 
     @classmethod
     def from_config(cls, config: CodexServerConfig) -> CodexServerSettings:

@@ -12,7 +12,7 @@ no Prefect database, ever holds a secret.
 
 from __future__ import annotations
 
-from pydantic import HttpUrl, model_validator
+from pydantic import HttpUrl
 
 from orchestrator.credentials import CredentialBroker, open_broker
 from orchestrator.redaction import Redactor, get_redactor
@@ -56,21 +56,13 @@ class VaultCredentials(VAULT_FIELDS.block_base("VaultCredentialsFields")):  # ty
     ```
     """
 
-    @model_validator(mode="after")
-    def _check_combination(self) -> VaultCredentials:
-        self.get_settings()
-        return self
-
     def get_settings(self) -> VaultSettings:
         """The core settings this block describes (no secret in them).
 
         Raises:
             ValueError: the fields do not combine (e.g. approle without a role_id).
         """
-        try:
-            return VAULT_FIELDS.to_model(self)
-        except ValueError as exc:
-            raise ValueError(f"invalid Vault credentials block: {exc}") from None
+        return VAULT_FIELDS.to_model(self)
 
     @classmethod
     def from_settings(cls, settings: VaultSettings) -> VaultCredentials:
