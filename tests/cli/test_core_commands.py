@@ -85,3 +85,15 @@ def test_corrupt_manifest_exits_1_and_is_left_untouched(
 def test_schemas_export_check_passes_on_a_clean_tree(cli: Cli) -> None:
     result = cli("schemas", "export", "--check")
     assert result.returncode == 0, result.stderr
+
+
+def test_what_the_cli_prints_passes_through_the_redactor(cli: Cli, tmp_path: Path) -> None:
+    token = "ghp_" + "A1b2" * 9  # shaped like a GitHub token
+    task = tmp_path / "task.yaml"
+    task.write_text(f"id: x\ntitle: t\ngoal: g\ntarget: {{repo: {token}}}\n")
+
+    result = cli("validate", str(task))
+
+    assert result.returncode == 0, result.stderr
+    assert f"target repository: {tmp_path}/***" in result.stdout
+    assert token not in result.stdout + result.stderr
