@@ -1,17 +1,24 @@
-"""The Codex Cloud endpoint block: where the Runs API is; its token comes from Vault."""
+"""The Codex Cloud endpoint block: where the Runs API is; its token comes from Vault.
+
+Its fields are those of :class:`~orchestrator.cloud_settings.CloudEndpoint`, derived from
+it (see ``blocks/_fields.py``).
+"""
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from prefect.blocks.core import Block
-from pydantic import Field, HttpUrl, field_validator
+from pydantic import HttpUrl
 
-from orchestrator.credentials import CLOUD_TOKEN, CredentialBroker, check_http_url
+from orchestrator.cloud_settings import CloudEndpoint
+from orchestrator.credentials import CredentialBroker
 from orchestrator.runs_api import RunsApiClient
-from schemas import SafeId
 
 from ._docs import DOCS_URL, HIDE_INPUT
+from ._fields import FieldLayout
+
+CLOUD_FIELDS = FieldLayout.of(CloudEndpoint)
+"""Every field of the endpoint, under its own name."""
 
 
 class CloudConnection(NamedTuple):
@@ -25,7 +32,7 @@ class CloudConnection(NamedTuple):
         return f"CloudConnection(base_url={self.base_url!r}, workspace_id={self.workspace_id!r})"
 
 
-class CodexCloudEndpoint(Block):
+class CodexCloudEndpoint(CLOUD_FIELDS.block_base("CodexCloudEndpointFields")):  # type: ignore[misc]  # fields built at import (blocks/_fields.py)
     """Where run manifests are mirrored: a Codex Cloud Runs API and a workspace.
 
     Attributes:
@@ -53,39 +60,18 @@ class CodexCloudEndpoint(Block):
     ```
     """
 
-    base_url: str = Field(
-        title="Base URL",
-        description="Root of the Runs API, e.g. https://cloud.example/api.",
-    )
-    workspace_id: SafeId = Field(
-        title="Workspace id",
-        description="The Codex Cloud workspace runs are imported into.",
-    )
-    token_key: str = Field(
-        default=CLOUD_TOKEN,
-        min_length=1,
-        title="Token key",
-        description="Key of the Runs API bearer token in the environment's Vault secret.",
-    )
-    timeout_seconds: float = Field(
-        default=10.0,
-        gt=0,
-        le=300,
-        title="Timeout (seconds)",
-        description="Timeout of each of connect, read and write of one request.",
-    )
-    max_attempts: int = Field(
-        default=3,
-        ge=1,
-        le=10,
-        title="Attempts",
-        description="Attempts per import (retries on 429, 5xx and connection errors).",
-    )
+    def get_endpoint(self) -> CloudEndpoint:
+        """The core endpoint this block describes.
 
-    @field_validator("base_url")
+        Raises:
+            ValueError: a field is invalid (the message names it, never its value).
+        """
+        return CLOUD_FIELDS.to_model(self)
+
     @classmethod
-    def _check_base_url(cls, value: str) -> str:
-        return check_http_url(value, what="base_url")
+    def from_endpoint(cls, endpoint: CloudEndpoint) -> CodexCloudEndpoint:
+        """A block holding ``endpoint``."""
+        return cls(**CLOUD_FIELDS.from_model(endpoint))
 
     def connection(self, broker: CredentialBroker) -> CloudConnection:
         """Base URL, workspace id and the bearer token from ``broker``.
@@ -93,7 +79,9 @@ class CodexCloudEndpoint(Block):
         Raises:
             CredentialError: the token key is missing from the environment's secret.
         """
-        return CloudConnection(self.base_url, self.workspace_id, broker.get(self.token_key))
+        endpoint = self.get_endpoint()
+        token = broker.get(endpoint.token_key)
+        return CloudConnection(endpoint.base_url, endpoint.workspace_id, token)
 
     def get_client(self, broker: CredentialBroker, **options: Any) -> RunsApiClient:
         """A Runs API client for this endpoint, its token taken from ``broker``.
@@ -102,8 +90,9 @@ class CodexCloudEndpoint(Block):
             broker: The open credential broker of the run's environment.
             **options: Passed on to ``RunsApiClient`` (``transport``, ``audit``,
                 ``redactor``, ...).
+
+        Raises:
+            CredentialError: the token key is missing from the environment's secret.
         """
-        base_url, workspace_id, token = self.connection(broker)
-        options.setdefault("timeout", self.timeout_seconds)
-        options.setdefault("max_attempts", self.max_attempts)
-        return RunsApiClient(base_url, workspace_id, token, **options)
+        endpoint = self.get_endpoint()
+        return endpoint.client(broker.get(endpoint.token_key), **options)

@@ -11,6 +11,9 @@
   retries it.
 - :func:`sync_backlog`: retries every pending or failed sync and every finished run
   never sent, for one environment (see its docstring).
+
+The endpoint and the token come from the blocks and Vault (``flows.cloud_client``, which
+``orchestrator sync`` shares).
 """
 
 from __future__ import annotations
@@ -23,15 +26,14 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import Event, emit_event
 
-from blocks import CodexCloudEndpoint
 from orchestrator.exceptions import CredentialError, InvalidInputError
 from orchestrator.lifecycle import RunHandle
-from orchestrator.runs_api import RunsApiClient
-from orchestrator.sync import record_failure, sync_pending, sync_run
+from orchestrator.sync import record_failure, sync_run
 from orchestrator.workspace import Workspace
 from schemas import RunManifest, SyncRecord, SyncState, utc_now
 
-from ._runtime import DEFAULT_BLOCK, load_block, open_workspace, run_broker, run_logger
+from ._runtime import DEFAULT_BLOCK, open_workspace, run_logger
+from .cloud_client import CloudSources, mirror_backlog, open_runs_api
 
 RUN_COMPLETED_EVENT = "orchestrator.run.completed"
 _EVENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:codex-orchestrator:event")
@@ -78,32 +80,15 @@ def emit_run_completed(handle: RunHandle, manifest: RunManifest) -> Event | None
     )
 
 
-async def _open_client(
-    stack: AsyncExitStack, workspace: Workspace, env: str, cloud_block: str, vault_block: str
-) -> RunsApiClient:
-    """A Runs API client with ``env``'s token from Vault, closed with ``stack``.
-
-    Inside a pipeline run the run's open broker is reused; otherwise a broker of its
-    own is opened, and revoked with ``stack``.
-
-    Raises:
-        InvalidInputError: A block is missing.
-        CredentialError: Vault failed, or the secret has no token.
-    """
-    endpoint = await load_block(CodexCloudEndpoint, cloud_block)
-    broker = await stack.enter_async_context(run_broker(vault_block, env, workspace))
-    return stack.enter_context(
-        endpoint.get_client(broker, audit=workspace.audit, redactor=workspace.redactor)
-    )
-
-
 async def _mirror(
     workspace: Workspace, task_id: str, run_id: str, cloud_block: str, vault_block: str
 ) -> SyncRecord:
     env = workspace.store.read(task_id, run_id).env
     async with AsyncExitStack() as stack:
         try:
-            client = await _open_client(stack, workspace, env, cloud_block, vault_block)
+            client = await stack.enter_async_context(
+                open_runs_api(workspace, env, CloudSources(cloud_block, vault_block))
+            )
         except (InvalidInputError, CredentialError) as exc:
             error = f"not sent: {exc}"
             return await asyncio.to_thread(record_failure, workspace, task_id, run_id, error=error)
@@ -159,9 +144,7 @@ async def sync_backlog(
         be tried), ``other_env`` (left alone).
     """
     workspace = open_workspace()
-    async with AsyncExitStack() as stack:
-        client = await _open_client(stack, workspace, env, cloud_block, vault_block)
-        summary = await asyncio.to_thread(sync_pending, workspace, client, env=env)
+    summary = await mirror_backlog(workspace, CloudSources(cloud_block, vault_block), env=env)
     logger = run_logger()
     for record in summary.failed:
         logger.warning("not synced: %s/%s: %s", record.task_id, record.run_id, record.last_error)

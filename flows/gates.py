@@ -3,15 +3,16 @@
 A person's gate is ``pause_flow_run`` with a typed input form whose description shows
 what is decided (the plan, the diff stat, the command), and always a timeout: its
 expiry counts as a rejection with reason ``timeout``. Next to the pause, the flow run
-gets two small inputs, so ``orchestrator approvals`` can list what waits, and explain
-what was decided, from any machine with the Prefect API:
+gets two small inputs (:mod:`schemas.inbox`), so ``flows.approvals`` can list what
+waits, and explain what was decided, from any machine with the Prefect API:
 
-- ``orchestrator-gate-<approval id>``: a :class:`GateNotice` (run, gate, summary), written
-  before the pause;
-- ``orchestrator-decision-<approval id>``: a :class:`DecisionNotice`, once decided.
+- ``orchestrator-gate-<approval id>``: a :class:`~schemas.GateNotice` (run, gate,
+  summary), written before the pause;
+- ``orchestrator-decision-<approval id>``: a :class:`~schemas.DecisionNotice`, once decided.
 
 The pause key is the approval id, so the form's own inputs are
-``paused-<approval id>-description``, ``-schema`` and ``-response``.
+``paused-<approval id>-description``, ``-schema`` and ``-response``. What a decision
+submits through the form is :func:`form_input`; what the gate reads back, ``_decision_of``.
 
 Codex's exec/patch requests that the command policy does not decide reach a person the
 same way (:class:`CommandEscalation`): the flow run that makes the agent call pauses,
@@ -20,7 +21,6 @@ one request at a time.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -36,7 +36,7 @@ from prefect.input.actions import acreate_flow_run_input
 from prefect.logging.loggers import get_logger
 from prefect.runtime import flow_run, task_run
 from prefect.states import Running
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 from pydantic.config import JsonDict
 
 from agents.approvals import ApprovalAnswer, ApprovalRequest
@@ -50,11 +50,19 @@ from orchestrator.approvals import (
     request_approval,
     timeout_decision,
 )
+from orchestrator.exceptions import InvalidInputError
 from orchestrator.lifecycle import RunHandle
-from schemas import Approval, ApprovalDecision, Channel, Decision, Gate, GateMode, utc_now
+from schemas import (
+    Approval,
+    ApprovalDecision,
+    Channel,
+    Decision,
+    DecisionNotice,
+    Gate,
+    GateMode,
+    GateNotice,
+)
 
-GATE_INPUT_PREFIX = "orchestrator-gate-"
-DECISION_INPUT_PREFIX = "orchestrator-decision-"
 POLL_SECONDS = 1
 
 _NOT_BLANK = r"\S"
@@ -79,34 +87,28 @@ class ApprovalForm(RunInput):
     )
 
 
-class GateNotice(BaseModel):
-    """What a paused flow run waits for: the flow run input ``orchestrator-gate-<id>``."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    task_id: str
-    run_id: str
-    gate: Gate
-    approval_id: str
-    summary: str = ""
-    requested_at: datetime
-    timeout_seconds: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.task_id}/{self.run_id}"
+FORM_CHANNELS = (Channel.UI, Channel.CLI)
+"""The channels a decision submitted through the form can come from."""
 
 
-class DecisionNotice(BaseModel):
-    """How a gate was decided: the flow run input ``orchestrator-decision-<id>``."""
+def form_input(decision: ApprovalDecision) -> dict[str, str]:
+    """The run input that resumes a gate's pause with ``decision``, as the form submits it.
 
-    model_config = ConfigDict(extra="ignore")
-
-    decision: Decision
-    approver: str
-    reason: str = ""
-    channel: Channel
-    decided_at: datetime
+    Raises:
+        InvalidInputError: the decision does not come from a person (channel ``ui`` or
+            ``cli``): the policy and timeouts decide inside the flow run, never by resuming.
+    """
+    if decision.channel not in FORM_CHANNELS:
+        raise InvalidInputError(
+            f"a gate is resumed by a person (channel ui or cli), not {decision.channel.value}"
+        )
+    form = ApprovalForm(
+        decision=decision.decision,
+        approver=decision.approver,
+        reason=decision.reason,
+        channel=decision.channel.value,
+    )
+    return form.model_dump(mode="json", include={"decision", "approver", "reason", "channel"})
 
 
 async def approval_gate(
@@ -162,7 +164,7 @@ async def approval_gate(
 async def _ask_a_person(handle: RunHandle, notice: GateNotice, shown: str) -> ApprovalDecision:
     """Pause this flow run until a person decides, or the gate's timeout expires."""
     logger = _logger()
-    await _create_input(GATE_INPUT_PREFIX + notice.approval_id, notice.model_dump(mode="json"))
+    await _create_input(GateNotice.input_key(notice.approval_id), notice.model_dump(mode="json"))
     logger.info(
         "waiting up to %ss for a decision on %s of %s: resume this flow run in the UI, or "
         "'orchestrator approve %s' / 'orchestrator reject %s --reason ...'",
@@ -229,14 +231,8 @@ async def _running_again() -> None:
 
 
 async def _publish_decision(approval_id: str, decision: ApprovalDecision) -> None:
-    notice = DecisionNotice(
-        decision=decision.decision,
-        approver=decision.approver,
-        reason=decision.reason,
-        channel=decision.channel,
-        decided_at=utc_now(),
-    )
-    await _create_input(DECISION_INPUT_PREFIX + approval_id, notice.model_dump(mode="json"))
+    notice = DecisionNotice.of(decision)
+    await _create_input(DecisionNotice.input_key(approval_id), notice.model_dump(mode="json"))
 
 
 async def _create_input(key: str, value: dict[str, Any]) -> None:

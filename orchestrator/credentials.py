@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import string
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -36,40 +34,34 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType, TracebackType
-from typing import Any, Literal, NoReturn, Protocol
-from urllib.parse import urlsplit
+from typing import Any, NoReturn, Protocol
 
 import hvac  # type: ignore[import-untyped]  # hvac ships no type information
 import hvac.exceptions  # type: ignore[import-untyped]
 import requests
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import SecretStr
 
+from schemas import check_http_url as check_http_url
 from schemas import check_safe_id
 
 from .exceptions import CredentialError
 from .redaction import MIN_SECRET_LENGTH, Redactor
 
+# The settings live in their own module (no hvac there); these names stay importable here.
+from .vault_settings import CLOUD_TOKEN as CLOUD_TOKEN
+from .vault_settings import DEFAULT_APPROLE_MOUNT as DEFAULT_APPROLE_MOUNT
+from .vault_settings import DEFAULT_KV_MOUNT as DEFAULT_KV_MOUNT
+from .vault_settings import DEFAULT_PATH_TEMPLATE as DEFAULT_PATH_TEMPLATE
+from .vault_settings import DEFAULT_SECRET_ID_ENV as DEFAULT_SECRET_ID_ENV
+from .vault_settings import DEFAULT_TOKEN_ENV as DEFAULT_TOKEN_ENV
+from .vault_settings import OPENAI_API_KEY as OPENAI_API_KEY
+from .vault_settings import SECRET_KEYS as SECRET_KEYS
+from .vault_settings import VAULT_AUTH_ENV_VARS as VAULT_AUTH_ENV_VARS
+from .vault_settings import AuthMethod as AuthMethod
+from .vault_settings import VaultSettings as VaultSettings
+from .vault_settings import is_env_var_name
+
 logger = logging.getLogger(__name__)
-
-OPENAI_API_KEY = "openai_api_key"
-"""Key of the model provider's API key (optional in dev, where the replay model runs)."""
-CLOUD_TOKEN = "cloud_token"
-"""Key of the Codex Cloud Runs API bearer token."""
-SECRET_KEYS: tuple[str, ...] = (CLOUD_TOKEN, OPENAI_API_KEY)
-"""Every key the orchestrator reads from an environment's secret."""
-
-DEFAULT_KV_MOUNT = "secret"
-DEFAULT_PATH_TEMPLATE = "codex/orchestrator/{env}"
-DEFAULT_APPROLE_MOUNT = "approle"
-DEFAULT_TOKEN_ENV = "VAULT_TOKEN"
-DEFAULT_SECRET_ID_ENV = "ORCHESTRATOR_VAULT_SECRET_ID"
-VAULT_AUTH_ENV_VARS = frozenset({"VAULT_TOKEN", "BAO_TOKEN", DEFAULT_SECRET_ID_ENV})
-"""Variables that carry Vault credentials; never handed on to a child process."""
-
-_ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_MOUNT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]*$")
-
-AuthMethod = Literal["token", "approle"]
 
 
 class CredentialCause(StrEnum):
@@ -99,79 +91,6 @@ class RenewCallback(Protocol):
     """Called after each successful token renewal with the token's new TTL."""
 
     def __call__(self, ttl_seconds: float) -> None: ...
-
-
-class VaultSettings(BaseModel):
-    """How to reach Vault, log in, and find an environment's secret.
-
-    ``token`` and ``secret_id`` exist for callers that hold them in memory (tests, the
-    dev server); normally both are left unset and read at open time from the
-    environment variables named by ``token_env`` and ``secret_id_env``.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-    address: str = Field(description="Vault address, http(s)://host[:port].")
-    auth_method: AuthMethod = Field(default="approle", description="'approle' or 'token'.")
-    role_id: SecretStr | None = Field(default=None, description="AppRole role_id.")
-    secret_id: SecretStr | None = Field(
-        default=None, description="AppRole secret_id in memory; else read from secret_id_env."
-    )
-    secret_id_env: str = Field(default=DEFAULT_SECRET_ID_ENV, pattern=_ENV_VAR.pattern)
-    token: SecretStr | None = Field(
-        default=None, description="Vault token in memory; else read from token_env."
-    )
-    token_env: str = Field(default=DEFAULT_TOKEN_ENV, pattern=_ENV_VAR.pattern)
-    approle_mount: str = Field(default=DEFAULT_APPROLE_MOUNT, pattern=_MOUNT.pattern)
-    namespace: str | None = Field(default=None, description="Vault Enterprise namespace.")
-    kv_mount: str = Field(default=DEFAULT_KV_MOUNT, pattern=_MOUNT.pattern)
-    path_template: str = Field(default=DEFAULT_PATH_TEMPLATE)
-    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-    verify_tls: bool = Field(default=True)
-    ca_cert_path: str | None = Field(default=None, description="CA bundle for TLS.")
-    renew_interval_seconds: float = Field(default=30.0, gt=0)
-    renew_threshold_seconds: float = Field(default=300.0, ge=0)
-
-    @field_validator("address")
-    @classmethod
-    def _check_address(cls, value: str) -> str:
-        return check_http_url(value, what="Vault address")
-
-    @field_validator("path_template")
-    @classmethod
-    def _check_template(cls, value: str) -> str:
-        fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
-        if fields != {"env"} or value.startswith("/") or ".." in value:
-            raise ValueError(
-                "path_template must be a relative path with exactly one '{env}' placeholder"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _check_auth(self) -> VaultSettings:
-        if self.auth_method == "approle" and (self.role_id is None or self.token):
-            raise ValueError("auth_method 'approle' needs a role_id and takes no token")
-        if self.auth_method == "token" and (self.role_id or self.secret_id):
-            raise ValueError("auth_method 'token' takes no role_id or secret_id")
-        return self
-
-    def secret_path(self, env: str) -> str:
-        """The KV path (below ``kv_mount``) of ``env``'s secret."""
-        return self.path_template.format(env=check_safe_id(env))
-
-    def auth_env_vars(self) -> frozenset[str]:
-        """Names of the environment variables that may carry this Vault's credentials."""
-        return VAULT_AUTH_ENV_VARS | {self.token_env, self.secret_id_env}
-
-
-def check_http_url(value: str, *, what: str) -> str:
-    """Return ``value`` if it is an http(s) URL with a host and no credentials in it."""
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{what} must be an http:// or https:// URL with a host")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ValueError(f"{what} must not carry credentials, a query or a fragment")
-    return value.rstrip("/")
 
 
 class CredentialBroker:
@@ -275,7 +194,7 @@ class CredentialBroker:
         """
         result = {k: v for k, v in (base or {}).items() if k not in self._auth_env_vars}
         for name, key in mapping.items():
-            if not _ENV_VAR.fullmatch(name):
+            if not is_env_var_name(name):
                 raise ValueError(f"{name!r} is not an environment variable name")
             result[name] = self.get(key)
         return result

@@ -17,6 +17,8 @@ The body is a pure function of the run's content: the manifest's ``sync`` record
 its ``updated_at`` are left out, since mirroring the sync state changes both. So a
 re-send after a lost answer is byte-identical and the server answers it from its
 idempotency store instead of refusing it as a conflicting body.
+
+Where the API is and its token come from configuration: :mod:`orchestrator.cloud_settings`.
 """
 
 from __future__ import annotations
@@ -34,11 +36,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
-from pydantic import Field, SecretStr, ValidationError
 from pydantic.alias_generators import to_camel
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas import PhaseName, RunManifest, SafeId, TokenUsage
+from schemas import PhaseName, RunManifest, TokenUsage
 
 from .audit import AuditLog
 from .exceptions import InvalidInputError, SyncError
@@ -425,57 +425,3 @@ def _retry_after(response: httpx.Response) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-# -- configuration ---------------------------------------------------------------------
-
-
-class CloudSettings(BaseSettings):
-    """Where the Runs API is: environment variables ``ORCHESTRATOR_CLOUD_*``.
-
-    A Prefect block with the Vault broker will provide the same three values later;
-    :func:`client_from_settings` is the one place that turns them into a client.
-    """
-
-    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_CLOUD_", extra="ignore")
-
-    url: str = Field(description="Runs API base URL.")
-    workspace: SafeId = Field(description="Workspace id runs are imported into.")
-    token: SecretStr = Field(description="Bearer token (kept in memory only).")
-    timeout: float = Field(default=10.0, gt=0, description="Seconds per attempt and phase.")
-    max_attempts: int = Field(default=3, ge=1, le=3, description="Attempts per import.")
-
-
-def load_cloud_settings() -> CloudSettings:
-    """Read :class:`CloudSettings` from the environment.
-
-    Raises:
-        InvalidInputError: A variable is missing or invalid (its value is not shown).
-    """
-    try:
-        return CloudSettings()
-    except ValidationError as exc:
-        names = ", ".join(
-            f"ORCHESTRATOR_CLOUD_{str(e['loc'][0]).upper()} ({e['msg']})" for e in exc.errors()
-        )
-        raise InvalidInputError(f"Runs API settings are incomplete: {names}") from None
-
-
-def client_from_settings(
-    settings: CloudSettings,
-    *,
-    audit: AuditLog | None = None,
-    redactor: Redactor | None = None,
-    transport: httpx.BaseTransport | None = None,
-) -> RunsApiClient:
-    """A :class:`RunsApiClient` configured by ``settings``."""
-    return RunsApiClient(
-        settings.url,
-        settings.workspace,
-        settings.token.get_secret_value(),
-        transport=transport,
-        timeout=settings.timeout,
-        max_attempts=settings.max_attempts,
-        audit=audit,
-        redactor=redactor,
-    )

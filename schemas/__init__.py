@@ -3,7 +3,15 @@
 This package imports nothing else of ours.
 """
 
-from ._base import SAFE_ID_PATTERN, SafeId, Sha256, StrictModel, check_safe_id, utc_now
+from ._base import (
+    SAFE_ID_PATTERN,
+    SafeId,
+    Sha256,
+    StrictModel,
+    check_http_url,
+    check_safe_id,
+    utc_now,
+)
 from .approval import Approval, ApprovalDecision, Channel, Decision, Gate
 from .audit import AuditEvent
 from .codex import (
@@ -15,6 +23,7 @@ from .codex import (
     SandboxMode,
 )
 from .documents import DOCUMENTS, generate_schema, render_schema, schema_errors, schema_path
+from .inbox import DecidedGate, DecisionNotice, GateNotice, WaitingGate
 from .library import (
     LIBRARY_INDEX_VERSION,
     LIBRARY_REF_PATTERN,
@@ -97,12 +106,15 @@ __all__ = [
     "CodexServerConfig",
     "CommandPolicy",
     "CommandRecord",
+    "DecidedGate",
     "Decision",
+    "DecisionNotice",
     "ErrorRecord",
     "ExecutionMode",
     "ExecutionSettings",
     "Gate",
     "GateMode",
+    "GateNotice",
     "GateTimeouts",
     "LibraryEntry",
     "LibraryIndex",
@@ -147,6 +159,8 @@ __all__ = [
     "TestReport",
     "TokenUsage",
     "Verdict",
+    "WaitingGate",
+    "check_http_url",
     "check_safe_id",
     "generate_schema",
     "render_schema",

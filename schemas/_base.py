@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -25,6 +26,17 @@ def check_safe_id(value: str) -> str:
             "starting with a letter or digit, without '..' or path separators"
         )
     return value
+
+
+def check_http_url(value: str, *, what: str) -> str:
+    """Return ``value`` (without a trailing ``/``) if it is an http(s) URL with a host and
+    no credentials, query or fragment in it, else raise ``ValueError`` naming ``what``."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{what} must be an http:// or https:// URL with a host")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError(f"{what} must not carry credentials, a query or a fragment")
+    return value.rstrip("/")
 
 
 SafeId = Annotated[

@@ -30,26 +30,41 @@ class ModelProvider(StrictModel):
         default="replay",
         min_length=1,
         max_length=64,
-        description="Display name of the provider, e.g. 'replay' or 'openai'.",
+        title="Provider name",
+        description="Display name of the model provider, e.g. 'replay' or 'openai'.",
     )
     base_url: str = Field(
-        description="Base URL of the Responses API; codex POSTs '{base_url}/responses'.",
         min_length=1,
+        title="Provider base URL",
+        description="Base URL of the provider's Responses API; codex POSTs to "
+        "'{base_url}/responses'.",
     )
     wire_api: Literal["responses"] = Field(
-        default="responses", description="The wire protocol codex speaks to the provider."
+        default="responses",
+        title="Wire API",
+        description="The wire protocol codex speaks to the provider.",
     )
     env_key: str | None = Field(
         default=None,
         pattern=_ENV_KEY_PATTERN,
-        description="Environment variable of the server process carrying the API key "
-        "(e.g. OPENAI_API_KEY); its value comes from the credential broker, never a file.",
+        title="API key variable",
+        description="Environment variable of the server process that carries the API key "
+        "(e.g. OPENAI_API_KEY); its value comes from Vault at run time, never from a file "
+        "or a block.",
     )
     request_max_retries: int = Field(
-        default=0, ge=0, le=10, description="Retries of a failed model request."
+        default=0,
+        ge=0,
+        le=10,
+        title="Request retries",
+        description="Retries of a failed model request.",
     )
     stream_max_retries: int = Field(
-        default=0, ge=0, le=10, description="Retries of a model stream that broke off."
+        default=0,
+        ge=0,
+        le=10,
+        title="Stream retries",
+        description="Retries of a model stream that broke off.",
     )
 
     @field_validator("base_url")
@@ -108,34 +123,61 @@ class ModelCatalogEntry(StrictModel):
 
 
 class CodexServerConfig(StrictModel):
-    """Everything that configures one ``codex mcp-server`` process (no secrets)."""
+    """Everything that configures one ``codex mcp-server`` process (no secrets).
+
+    The ``CodexServerSettings`` block derives its fields from this model (its provider's
+    flattened to ``provider_*``), titles and descriptions included: they are its form
+    in the Prefect UI.
+    """
 
     provider: ModelProvider
-    model: str = Field(default=REPLAY_MODEL, min_length=1, max_length=128)
+    model: str = Field(
+        default=REPLAY_MODEL,
+        min_length=1,
+        max_length=128,
+        title="Model",
+        description="Model slug, e.g. 'replay' for the recorded-turns provider.",
+    )
     sandbox: SandboxMode = Field(
-        default="workspace-write", description="Default sandbox of a codex call."
+        default="workspace-write",
+        title="Sandbox mode",
+        description="Default sandbox of a codex call.",
     )
     approval_policy: ApprovalPolicyName = Field(
-        default="on-request", description="Default approval policy of a codex call."
+        default="on-request",
+        title="Approval policy",
+        description="Default approval policy of a codex call.",
     )
     call_timeout_seconds: float = Field(
-        default=600, gt=0, le=24 * 3600, description="Deadline of one codex/codex-reply call."
+        default=600,
+        gt=0,
+        le=24 * 3600,
+        title="Call timeout (seconds)",
+        description="Deadline of one codex or codex-reply call.",
     )
     startup_timeout_seconds: float = Field(
-        default=30, gt=0, le=600, description="Deadline to spawn and initialize the server."
+        default=30,
+        gt=0,
+        le=600,
+        title="Startup timeout (seconds)",
+        description="Deadline to spawn and initialize the server.",
     )
-    model_catalog: list[ModelCatalogEntry] | None = Field(
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = Field(
         default=None,
-        description="Metadata for model slugs codex does not know; when unset and the model "
-        "is 'replay', the replay entry is used.",
+        title="Reasoning effort",
+        description="Reasoning effort for reasoning models; the model's default when unset.",
     )
     codex_command: str | None = Field(
         default=None,
+        title="codex executable",
         description="The codex executable; default: 'codex' next to the Python interpreter, "
         "else on PATH.",
     )
-    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = Field(
-        default=None, description="model_reasoning_effort for reasoning models."
+    model_catalog: list[ModelCatalogEntry] | None = Field(
+        default=None,
+        title="Model catalog",
+        description="Metadata for model slugs codex does not know; when unset and the model "
+        "is 'replay', the replay entry is used.",
     )
 
     def catalog_entries(self) -> list[ModelCatalogEntry]:

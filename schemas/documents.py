@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from .approval import Approval, ApprovalDecision
 from .audit import AuditEvent
 from .codex import CodexServerConfig
+from .inbox import DecisionNotice, GateNotice
 from .library import LibraryEntry, LibraryIndex
 from .manifest import RunManifest
 from .outputs import BuildReport, Plan, ReviewVerdict, TestReport
@@ -36,6 +37,8 @@ DOCUMENTS: dict[str, type[BaseModel]] = {
     "audit-event": AuditEvent,
     "build-report": BuildReport,
     "codex-server-config": CodexServerConfig,
+    "decision-notice": DecisionNotice,
+    "gate-notice": GateNotice,
     "library-entry": LibraryEntry,
     "library-index": LibraryIndex,
     "plan": Plan,

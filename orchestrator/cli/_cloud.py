@@ -1,7 +1,13 @@
-"""Commands for the Codex Cloud mirror: ``cloud serve`` and ``sync``."""
+"""Commands for the Codex Cloud mirror: ``cloud serve`` and ``sync``.
+
+``sync`` parses, calls :mod:`flows.cloud_client` (imported when it runs) and prints; the
+Runs API endpoint and token come from the environment or the blocks and Vault, in the
+order that module documents.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -10,12 +16,12 @@ from rich.table import Table
 
 from orchestrator import runs_api_server
 from orchestrator.exceptions import InvalidInputError, OrchestratorError
-from orchestrator.runs_api import client_from_settings, load_cloud_settings
-from orchestrator.sync import SyncSummary, sync_pending, sync_run
+from orchestrator.sync import SyncSummary
 from orchestrator.workspace import Workspace
 from schemas import SyncRecord, SyncState
 
 from ._console import console
+from ._core import DEFAULT_BLOCK
 
 cloud_app = typer.Typer(
     help="The reference Codex Cloud Runs API server (for development, tests and demos).",
@@ -73,30 +79,42 @@ def sync(
         str | None,
         typer.Option(
             "--env",
-            help="With --pending: only runs of this environment (the token is per "
-            "environment); default: every run.",
+            help="With --pending: only runs of this environment, with its token; default: "
+            "ORCHESTRATOR_ENV's runs (every run with ORCHESTRATOR_CLOUD_TOKEN).",
         ),
     ] = None,
+    cloud_block: Annotated[
+        str, typer.Option(help="Codex Cloud endpoint block, unless ORCHESTRATOR_CLOUD_URL.")
+    ] = DEFAULT_BLOCK,
+    vault_block: Annotated[
+        str,
+        typer.Option(
+            help="Vault credentials block, unless ORCHESTRATOR_VAULT_ADDRESS or "
+            "ORCHESTRATOR_CLOUD_TOKEN."
+        ),
+    ] = DEFAULT_BLOCK,
 ) -> None:
     """Mirror a finished run (or the backlog) to the Runs API.
 
-    The API is read from ORCHESTRATOR_CLOUD_URL, ORCHESTRATOR_CLOUD_WORKSPACE and
-    ORCHESTRATOR_CLOUD_TOKEN. Exits 1 when a run could not be synced.
+    The endpoint is ORCHESTRATOR_CLOUD_URL and ORCHESTRATOR_CLOUD_WORKSPACE, else the
+    Codex Cloud endpoint block. The token is ORCHESTRATOR_CLOUD_TOKEN, else the run's
+    environment's Vault secret, read as the flows read it: Vault from
+    ORCHESTRATOR_VAULT_ADDRESS (and ORCHESTRATOR_VAULT_ROLE_ID ...) or the Vault
+    credentials block, logging in with ORCHESTRATOR_VAULT_SECRET_ID or VAULT_TOKEN.
+    Exits 1 when a run could not be synced.
     """
     if (run is None) == (not pending):
         raise InvalidInputError("give either a run or --pending")
     if env is not None and not pending:
         raise InvalidInputError("--env goes with --pending")
+    from flows.cloud_client import CloudSources, mirror, mirror_backlog
+
     workspace = Workspace.open()
-    settings = load_cloud_settings()
-    with client_from_settings(
-        settings, audit=workspace.audit, redactor=workspace.redactor
-    ) as client:
-        if run is not None:
-            ref = workspace.store.find(run)
-            summary = _summary_of(sync_run(workspace, client, ref.task_id, ref.run_id))
-        else:
-            summary = sync_pending(workspace, client, env=env)
+    sources = CloudSources.from_environment(cloud_block=cloud_block, vault_block=vault_block)
+    if run is not None:
+        summary = _summary_of(asyncio.run(mirror(workspace, run, sources)))
+    else:
+        summary = asyncio.run(mirror_backlog(workspace, sources, env=env))
     _report(summary)
 
 

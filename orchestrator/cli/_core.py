@@ -12,9 +12,12 @@ from orchestrator.exceptions import ManifestCorruptError, OrchestratorError
 from orchestrator.runstore import load_manifest
 from orchestrator.taskspec import load_task_spec, resolve_repo
 from orchestrator.workspace import Workspace
-from schemas import DOCUMENTS, render_schema, schema_path
+from schemas import DOCUMENTS, RunManifest, render_schema, schema_path
 
 from ._console import console
+
+DEFAULT_BLOCK = "default"
+"""The block name every command uses unless told otherwise."""
 
 schemas_app = typer.Typer(help="The JSON Schema files of every document.", no_args_is_help=True)
 
@@ -104,10 +107,7 @@ def show(
         )
 
 
-def _phase_table(manifest: object) -> Table:
-    from schemas import RunManifest
-
-    assert isinstance(manifest, RunManifest)
+def _phase_table(manifest: RunManifest) -> Table:
     table = Table("phase", "step", "role", "status", "commands (exit)", "tokens", "ms")
     for name in ("plan", "build", "test", "review"):
         phase = getattr(manifest.phases, name)
@@ -127,10 +127,7 @@ def _phase_table(manifest: object) -> Table:
     return table
 
 
-def _approval_table(manifest: object) -> Table:
-    from schemas import RunManifest
-
-    assert isinstance(manifest, RunManifest)
+def _approval_table(manifest: RunManifest) -> Table:
     table = Table("gate", "decision", "approver", "channel", "reason", "decided (UTC)")
     for a in manifest.approvals:
         table.add_row(
@@ -144,10 +141,7 @@ def _approval_table(manifest: object) -> Table:
     return table
 
 
-def _artifact_table(manifest: object) -> Table:
-    from schemas import RunManifest
-
-    assert isinstance(manifest, RunManifest)
+def _artifact_table(manifest: RunManifest) -> Table:
     table = Table("artifact", "kind", "bytes", "sha256")
     for artifact in manifest.artifacts:
         table.add_row(artifact.name, artifact.kind, str(artifact.size), artifact.sha256[:16])

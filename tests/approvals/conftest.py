@@ -8,7 +8,6 @@ PREFECT_API_URL pointing at it, and every decision comes from yet another proces
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import os
@@ -26,15 +25,15 @@ import httpx
 import pytest
 
 from agents.replay import ReplayServer, replay_config
-from orchestrator.cli import _approvals
-from orchestrator.cli._approvals import WaitingGate, waiting_gates
+from flows.approvals import run_with_client, waiting_gates
+from orchestrator.cli import main
 from orchestrator.cli.devstack import prepare_sample_repo
 from orchestrator.credentials import DEFAULT_SECRET_ID_ENV
 from orchestrator.dev_vault import DevVault
 from orchestrator.runstore import load_manifest
 from orchestrator.settings import Settings
 from orchestrator.workspace import Workspace
-from schemas import RunManifest
+from schemas import RunManifest, WaitingGate
 from tests.conftest import EXAMPLES, free_port
 
 HERE = Path(__file__).resolve().parent
@@ -194,10 +193,6 @@ class GateStack:
         """The same command line in this process (quicker, for the error cases)."""
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        from orchestrator.cli._app import app, main
-
-        if not any(c.callback is _approvals.approve for c in app.registered_commands):
-            _approvals.register(app)
         out, err = io.StringIO(), io.StringIO()
         with (
             temporary_settings(updates={PREFECT_API_URL: self.server.api_url}),
@@ -216,16 +211,11 @@ class GateStack:
 
     def waiting(self, run_id: str | None = None) -> list[WaitingGate]:
         """What waits (of ``run_id``), read from the Prefect API in this process."""
-        from prefect.client.orchestration import get_client
         from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        async def read() -> list[WaitingGate]:
-            async with get_client() as client:
-                return await waiting_gates(client, run_id)
 
         def in_thread() -> list[WaitingGate]:  # a thread: Playwright's sync API holds a loop
             with temporary_settings(updates={PREFECT_API_URL: self.server.api_url}):
-                return asyncio.run(read())
+                return run_with_client(waiting_gates, run=run_id)
 
         with ThreadPoolExecutor(1) as pool:
             return pool.submit(in_thread).result(timeout=30)

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import json
 from types import ModuleType
+from typing import Any
 
 import httpx
 import pytest
+from prefect.blocks.core import Block
 from pydantic import SecretStr, ValidationError
 
 import blocks
 from blocks import CloudConnection, CodexCloudEndpoint, CodexServerSettings, VaultCredentials
+from blocks._fields import FieldLayout
+from blocks.cloud import CLOUD_FIELDS
+from blocks.codex import CODEX_FIELDS
+from blocks.vault import VAULT_FIELDS
+from orchestrator.cloud_settings import CloudEndpoint
 from orchestrator.credentials import CLOUD_TOKEN, CredentialBroker
 from orchestrator.exceptions import CredentialError
 from orchestrator.redaction import Redactor
 from orchestrator.runs_api import RunsApiClient
+from orchestrator.vault_settings import VaultSettings
 from schemas import CodexServerConfig, ModelProvider
 from tests.conftest import sample_manifest
 
@@ -198,3 +206,139 @@ def test_cloud_client_sends_the_bearer_token(broker: CredentialBroker, workspace
 def test_cloud_block_refuses_bad_fields(fields: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         CodexCloudEndpoint(**fields)
+
+
+# --- fields derived from the core models ----------------------------------------------
+
+STORED_FIELDS = {
+    VaultCredentials: [
+        "address",
+        "auth_method",
+        "role_id",
+        "secret_id_env",
+        "token_env",
+        "approle_mount",
+        "namespace",
+        "kv_mount",
+        "path_template",
+        "timeout_seconds",
+        "verify_tls",
+        "ca_cert_path",
+        "renew_interval_seconds",
+        "renew_threshold_seconds",
+    ],
+    CodexServerSettings: [
+        "provider_name",
+        "provider_base_url",
+        "provider_wire_api",
+        "provider_env_key",
+        "request_max_retries",
+        "stream_max_retries",
+        "model",
+        "sandbox",
+        "approval_policy",
+        "call_timeout_seconds",
+        "startup_timeout_seconds",
+        "reasoning_effort",
+        "codex_command",
+        "model_catalog",
+    ],
+    CodexCloudEndpoint: [
+        "base_url",
+        "workspace_id",
+        "token_key",
+        "timeout_seconds",
+        "max_attempts",
+    ],
+}
+"""The field names are the stored schema of every saved block document: never renamed."""
+
+
+@pytest.mark.parametrize("block", list(STORED_FIELDS), ids=lambda b: b.__name__)
+def test_block_field_names_are_the_stored_schema(block: type[Block]) -> None:
+    assert list(block.model_fields) == STORED_FIELDS[block]
+
+
+@pytest.mark.parametrize(
+    ("layout", "block"),
+    [
+        (VAULT_FIELDS, VaultCredentials),
+        (CODEX_FIELDS, CodexServerSettings),
+        (CLOUD_FIELDS, CodexCloudEndpoint),
+    ],
+    ids=lambda x: getattr(x, "__name__", ""),
+)
+def test_block_fields_are_the_core_models_fields(
+    layout: FieldLayout[Any], block: type[Block]
+) -> None:
+    """Type, default, title and description come from the core model, not a copy."""
+    for name, core in layout.field_infos().items():
+        field = block.model_fields[name]
+        assert (field.annotation, field.title, field.description) == (
+            core.annotation,
+            core.title,
+            core.description,
+        ), name
+        assert field.get_default(call_default_factory=True) == core.get_default(
+            call_default_factory=True
+        ), name
+        assert field.title and field.description, name
+
+
+def test_the_codex_block_covers_every_field_of_the_server_config() -> None:
+    """A field the config gains reaches the block: nothing of it is left out."""
+    paths = set(CODEX_FIELDS.paths.values())
+    top = {(name,) for name in CodexServerConfig.model_fields if name != "provider"}
+    provider = {("provider", name) for name in ModelProvider.model_fields}
+    assert paths == top | provider
+
+
+def test_a_document_saved_by_an_earlier_version_still_loads() -> None:
+    """The data of a CodexServerSettings document as the hand-written block stored it."""
+    saved = {
+        "provider_name": "openai",
+        "provider_base_url": "https://api.example/v1",
+        "provider_wire_api": "responses",
+        "provider_env_key": "OPENAI_API_KEY",
+        "request_max_retries": 2,
+        "stream_max_retries": 1,
+        "model": "gpt-x",
+        "sandbox": "read-only",
+        "approval_policy": "never",
+        "call_timeout_seconds": 120.0,
+        "startup_timeout_seconds": 10.0,
+        "reasoning_effort": "low",
+        "codex_command": None,
+        "model_catalog": None,
+    }
+    config = CodexServerSettings.model_validate(saved).get_config()
+    assert (config.provider.request_max_retries, config.reasoning_effort) == (2, "low")
+    assert CODEX_FIELDS.from_model(config) == saved
+
+
+def test_vault_block_round_trips_the_settings_without_their_in_memory_secrets() -> None:
+    settings = VaultSettings(
+        address=ADDRESS,
+        role_id=SecretStr("role-1"),
+        secret_id=SecretStr("secret-id-in-memory"),
+        kv_mount="kv",
+    )
+    block = VaultCredentials.from_settings(settings)
+    assert block.get_settings() == settings.model_copy(update={"secret_id": None})
+    assert "secret-id-in-memory" not in block.model_dump_json()
+
+
+def test_errors_name_the_blocks_own_fields_and_no_value() -> None:
+    with pytest.raises(ValidationError) as caught:
+        CodexServerSettings(provider_base_url="api.example/secretpw")
+    assert "provider_base_url: base_url must start with http" in str(caught.value)
+    assert "secretpw" not in str(caught.value)
+
+
+def test_the_cloud_block_becomes_the_core_endpoint() -> None:
+    endpoint = CodexCloudEndpoint(base_url="http://x/api/", workspace_id="w", max_attempts=5)
+    assert endpoint.get_endpoint() == CloudEndpoint(
+        base_url="http://x/api", workspace_id="w", max_attempts=5
+    )
+    again = CodexCloudEndpoint.from_endpoint(endpoint.get_endpoint())
+    assert again.get_endpoint() == endpoint.get_endpoint()

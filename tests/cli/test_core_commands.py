@@ -125,3 +125,15 @@ def test_run_with_a_bad_run_id_exits_2_before_prefect_starts(
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert _listing(home) == before
+
+
+def test_what_the_cli_prints_passes_through_the_redactor(cli: Cli, tmp_path: Path) -> None:
+    token = "ghp_" + "A1b2" * 9  # shaped like a GitHub token
+    task = tmp_path / "task.yaml"
+    task.write_text(f"id: x\ntitle: t\ngoal: g\ntarget: {{repo: {token}}}\n")
+
+    result = cli("validate", str(task))
+
+    assert result.returncode == 0, result.stderr
+    assert f"target repository: {tmp_path}/***" in result.stdout
+    assert token not in result.stdout + result.stderr

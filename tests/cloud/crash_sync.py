@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from orchestrator.runs_api import client_from_settings, load_cloud_settings
+from orchestrator.cloud_settings import client_from_settings, load_cloud_settings
 from orchestrator.sync import sync_run
 from orchestrator.sync_ledger import SyncLedger
 from orchestrator.workspace import Workspace

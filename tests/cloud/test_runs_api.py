@@ -11,13 +11,12 @@ import httpx
 import pytest
 
 from orchestrator import AuditLog, InvalidInputError, Redactor, SyncError, Workspace
+from orchestrator.cloud_settings import client_from_settings, load_cloud_settings
 from orchestrator.runs_api import (
     Backoff,
     RunsApiClient,
     build_import_body,
-    client_from_settings,
     idempotency_key,
-    load_cloud_settings,
 )
 
 from .helpers import Handler, Sleeps, make_manifest, mock_client, sync_attempt_lines
