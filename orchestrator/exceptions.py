@@ -5,7 +5,8 @@
     │   ├── TaskSpecError                       a task file that does not parse or validate
     │   ├── UnsafeIdError                       an id that could escape its folder
     │   ├── RunNotFoundError (LookupError)      no run with that id
-    │   └── ApprovalError                       a decision that cannot be taken
+    │   ├── ApprovalError                       a decision that cannot be taken
+    │   └── ReplayFixtureError                  a replay fixture set that does not load (devstack)
     ├── ManifestError                           a run folder's files
     │   ├── ManifestCorruptError (ValueError)   a file on disk fails to parse or validate
     │   └── LockTimeoutError (TimeoutError)     another process held the lock too long
@@ -15,7 +16,10 @@
     │   ├── AgentTimeoutError (TimeoutError)    a call took longer than its deadline
     │   └── AgentOutputError (ValueError)       structured output invalid after one repair
     ├── SyncError                               the Runs API refused or could not be reached
-    └── RunFailedError                          a run ended failed (carries the reason)
+    ├── RunFailedError                          a run ended failed (carries the reason)
+    ├── ProcessError                            a process we started exited early, was not
+    │                                           ready in time, or survived SIGKILL
+    └── DevStackError                           a dev-stack part (devstack/) cannot start or be used
 
 Every error carries structured fields and survives pickling (Prefect may pickle
 it between processes). Messages never contain secret values.
@@ -153,3 +157,27 @@ class RunFailedError(OrchestratorError):
         super().__init__(message)
         self.run_id = run_id
         self.reason = reason
+
+
+class ProcessError(OrchestratorError):
+    """A process we started (orchestrator.supervisor) exited early, was not ready, or survived.
+
+    The message ends with the tail of its log; ``exit_code`` is set when it exited.
+    """
+
+    def __init__(self, message: str, *, name: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+        self.exit_code = exit_code
+
+
+class DevStackError(OrchestratorError):
+    """A part of the dev stack (``devstack/``) cannot start or be used, or a stack already runs."""
+
+    def __init__(self, message: str, *, service: str) -> None:
+        super().__init__(message)
+        self.service = service
+
+
+class ReplayFixtureError(InvalidInputError):
+    """A replay fixture set that cannot be loaded; names the file and the problem."""

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from agents import session as session_module
-from agents.replay import ReplayServer, replay_config
+from devstack.replay import ReplayServer, replay_config
 from schemas import CodexServerConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

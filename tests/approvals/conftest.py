@@ -25,12 +25,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agents.replay import ReplayServer, replay_config
+from devstack import prepare_sample_repo
+from devstack.replay import ReplayServer, replay_config
+from devstack.vault import DevVault
 from orchestrator.cli import _approvals
 from orchestrator.cli._approvals import WaitingGate, waiting_gates
-from orchestrator.cli.devstack import prepare_sample_repo
 from orchestrator.credentials import DEFAULT_SECRET_ID_ENV
-from orchestrator.dev_vault import DevVault
 from orchestrator.runstore import load_manifest
 from orchestrator.settings import Settings
 from orchestrator.workspace import Workspace
