@@ -6,15 +6,14 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
-from orchestrator.supervisor import Supervised, clean_environ, ready_line, spawn
+from orchestrator.supervisor import Stoppable, Supervised, clean_environ, ready_line, spawn
 
 START_TIMEOUT = 30.0
 
 
-class ServerProcess:
+class ServerProcess(Stoppable):
     """A server running as our child (it dies with us); stopped by PID with :meth:`stop`."""
 
     def __init__(self, process: Supervised, url: str, *, scratch: Path | None = None) -> None:
@@ -66,14 +65,3 @@ class ServerProcess:
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
         return code
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -14,20 +14,20 @@ import asyncio
 import socket
 import threading
 import time
-from types import TracebackType
 from typing import Any, Literal, Self
 
 import uvicorn
 from starlette.types import ASGIApp
 
 from orchestrator.exceptions import DevStackError, InvalidInputError
+from orchestrator.supervisor import Stoppable
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 30.0
 _POLL = 0.005
 
 
-class UvicornThread:
+class UvicornThread(Stoppable):
     """``app`` served by uvicorn from a thread of this process; stop it with :meth:`stop`."""
 
     def __init__(
@@ -121,16 +121,8 @@ class UvicornThread:
             self._socket.close()
         self._server = self._thread = None
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _enter(self) -> None:
+        self.start()
 
     def _serve(self) -> None:
         assert self._server is not None and self._socket is not None

@@ -63,11 +63,10 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Literal
 
 from orchestrator.exceptions import DevStackError
-from orchestrator.supervisor import reap, snapshot, terminate
+from orchestrator.supervisor import Stoppable, reap, snapshot, terminate
 
 from ._parts import (
     ENV,
@@ -161,7 +160,7 @@ def stack_processes(state_dir: Path) -> dict[int, int]:
 
 
 @dataclass
-class DevStack:
+class DevStack(Stoppable):
     """Every part, started together; a context manager that stops what it started.
 
     Attributes:
@@ -217,17 +216,8 @@ class DevStack:
         """Variables for a process that runs flows against this stack (see :func:`run_environ`)."""
         return run_environ(self.state_dir, home=self.home)
 
-    def __enter__(self) -> DevStack:
+    def _enter(self) -> None:
         self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _check_not_running(self) -> None:
         running = [s.name for s in read_stack(self.state_dir).services if s.running]

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Protocol
+from typing import IO, Protocol, Self
 
 from .exceptions import ProcessError
 from .processes import descendants, is_same_process, process_table, start_ticks
@@ -87,6 +87,28 @@ class ProcessRef:
         return is_same_process(self.pid, self.start_ticks)
 
 
+class Stoppable:
+    """Something we start and must stop: ``with`` starts it (:meth:`_enter`) and stops it."""
+
+    def stop(self) -> object:
+        raise NotImplementedError
+
+    def _enter(self) -> None:
+        """What entering ``with`` does first (default: nothing; it is already started)."""
+
+    def __enter__(self) -> Self:
+        self._enter()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 class ReadyCheck(Protocol):
     """Returns what the caller waits for (e.g. the server's URL) once ready, else ``None``."""
 
@@ -122,7 +144,7 @@ def dies_with_parent(command: Sequence[str], death_signal: signal.Signals) -> li
     return [setpriv, "--pdeathsig", death_signal.name.removeprefix("SIG"), "--", *command]
 
 
-class Supervised:
+class Supervised(Stoppable):
     """One process we started: its PID and start time, its log; stop it with :meth:`stop`."""
 
     def __init__(
@@ -205,17 +227,6 @@ class Supervised:
 
     def log_tail(self, lines: int = 15) -> str:
         return log_tail(self.log, lines)
-
-    def __enter__(self) -> Supervised:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _reap(self) -> int | None:
         if self._popen is not None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
+
+from orchestrator.supervisor import Stoppable
 
 from .._process import ServerProcess
 from .._uvicorn import LOOPBACK, UvicornThread
@@ -18,7 +19,7 @@ READY_PATTERN = ready_pattern(REPLAY_READY)
 """The line ``python -m devstack.replay`` prints once it serves; group 1 is codex's base_url."""
 
 
-class ReplayServer:
+class ReplayServer(Stoppable):
     """The replay provider on a loopback port, served from a background thread.
 
     Use as a context manager, or ``start()`` / ``stop()``. ``port=0`` picks a free port;
@@ -77,16 +78,8 @@ class ReplayServer:
     def stop(self) -> None:
         self._server.stop()
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _enter(self) -> None:
+        self.start()
 
     def add_faults(self, kind: FaultKind, count: int = 1) -> None:
         self.state.add_faults(kind, count)

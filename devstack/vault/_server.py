@@ -27,7 +27,6 @@ import socket
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import hvac  # type: ignore[import-untyped]  # hvac ships no type information
@@ -42,7 +41,7 @@ from orchestrator.credentials import (
     VaultSettings,
 )
 from orchestrator.exceptions import CredentialError, DevStackError, ProcessError
-from orchestrator.supervisor import Supervised, clean_environ, health_url, spawn
+from orchestrator.supervisor import Stoppable, Supervised, clean_environ, health_url, spawn
 from schemas import check_safe_id
 
 from ._secrets import AppRoleLogin, demo_secrets, policy_name, secret_id_file, write_secret_id
@@ -54,7 +53,7 @@ _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 _ADDRESS_IN_USE = "address already in use"
 
 
-class DevVault:
+class DevVault(Stoppable):
     """A running OpenBao dev server with demo secrets and one AppRole per environment."""
 
     def __init__(
@@ -125,16 +124,8 @@ class DevVault:
             shutil.rmtree(self._home, ignore_errors=True)
             self._home = None
 
-    def __enter__(self) -> DevVault:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _enter(self) -> None:
+        self.start()
 
     # --- what callers use ------------------------------------------------------------
 
