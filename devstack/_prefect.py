@@ -213,14 +213,31 @@ def save_blocks(
 
 @contextlib.contextmanager
 def prefect_api(api_url: str | None) -> Iterator[None]:
-    """This process's Prefect client settings pointed at ``api_url`` (as they are if None)."""
+    """This process's Prefect client settings pointed at ``api_url`` (as they are if None).
+
+    On the way out, the logs and events still queued for that API are sent: Prefect
+    would otherwise try at interpreter exit, after the server may be gone, and hold the
+    exit for a minute of retries.
+    """
     if api_url is None:
         yield
         return
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
-        yield
+        try:
+            yield
+        finally:
+            drain_prefect_clients()
+
+
+def drain_prefect_clients(timeout: float = 10.0) -> None:
+    """Send what Prefect's background log and event workers hold, and stop them."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=timeout)
 
 
 def _check_port_free(port: int) -> None:
