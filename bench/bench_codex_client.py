@@ -33,8 +33,8 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from agents import CodexSession, render_marker
 from agents._home import private_codex_home
-from agents.replay import ReplayProcess, replay_config
 from agents.session import resolve_codex_command, server_environment
+from devstack.replay import ReplayProcess, replay_config
 from schemas import CodexServerConfig
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "agents" / "fixtures" / "session"

@@ -33,13 +33,13 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from agents.replay import ReplayProcess, replay_config  # noqa: E402
 from agents.roles import run_builder, run_planner, run_reviewer, run_tester  # noqa: E402
 from agents.session import CodexSession  # noqa: E402
-from orchestrator.cli.devstack import prepare_sample_repo  # noqa: E402
+from devstack import prepare_sample_repo  # noqa: E402
+from devstack.replay import ReplayProcess, replay_config  # noqa: E402
+from devstack.runs_api import spawn_server  # noqa: E402
+from devstack.vault import DevVault  # noqa: E402
 from orchestrator.credentials import CLOUD_TOKEN, DEFAULT_SECRET_ID_ENV  # noqa: E402
-from orchestrator.dev_vault import DevVault  # noqa: E402
-from orchestrator.runs_api_server import spawn_server  # noqa: E402
 from orchestrator.taskspec import load_task_spec  # noqa: E402
 
 TASK = ROOT / "examples" / "tasks" / "add-text-helpers.yaml"

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_sync.py [--runs 1000] [--workers 8] [--fault-rate 0.2]
 
-Starts the reference server (``python -m orchestrator.runs_api_server``) on loopback,
+Starts the reference server (``python -m devstack.runs_api``) on loopback,
 creates the runs in a temporary workspace, and syncs them with ``sync_run`` from a
 thread pool, then retries the backlog with ``sync_pending`` until nothing is left.
 It does this twice, side by side: with no faults, and with ``--fault-rate`` of the
@@ -24,9 +24,10 @@ from pathlib import Path
 
 import httpx
 
+from devstack import ServerProcess
+from devstack.runs_api import FaultPlan, spawn_server
 from orchestrator import Redactor, Settings, Workspace
 from orchestrator.runs_api import Backoff, RunsApiClient
-from orchestrator.runs_api_server import FaultPlan, ServerProcess, spawn_server
 from orchestrator.sync import ledger_for, sync_pending, sync_run
 from schemas import (
     ArtifactRecord,

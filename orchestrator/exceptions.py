@@ -8,7 +8,8 @@
     │   ├── UnsafeIdError                       an id that could escape its folder
     │   ├── RunNotFoundError (LookupError)      no run with that id
     │   ├── ApprovalError                       a decision that cannot be taken
-    │   └── LibraryError                        a library index or change that is refused
+    │   ├── LibraryError                        a library index or change that is refused
+    │   └── ReplayFixtureError                  a replay fixture set that does not load (devstack)
     ├── ManifestError                           a run folder's files
     │   ├── ManifestCorruptError (ValueError)   a file on disk fails to parse or validate
     │   ├── LockTimeoutError (TimeoutError)     another process held the lock too long
@@ -20,7 +21,10 @@
     │   └── AgentOutputError (ValueError)       structured output invalid after one repair
     ├── SyncError                               the Runs API refused or could not be reached
     ├── GitError                                a git command of ours failed
-    └── RunFailedError                          a run ended failed (carries the reason)
+    ├── RunFailedError                          a run ended failed (carries the reason)
+    ├── ProcessError                            a process we started exited early, was not
+    │                                           ready in time, or survived SIGKILL
+    └── DevStackError                           a dev-stack part (devstack/) cannot start or be used
 
 Every error carries structured fields and survives pickling (Prefect may pickle
 it between processes). Messages never contain secret values.
@@ -194,3 +198,27 @@ class LibraryError(InvalidInputError):
         super().__init__(message)
         self.path = path
         self.entry = entry
+
+
+class ProcessError(OrchestratorError):
+    """A process we started (orchestrator.supervisor) exited early, was not ready, or survived.
+
+    The message ends with the tail of its log; ``exit_code`` is set when it exited.
+    """
+
+    def __init__(self, message: str, *, name: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+        self.exit_code = exit_code
+
+
+class DevStackError(OrchestratorError):
+    """A part of the dev stack (``devstack/``) cannot start or be used, or a stack already runs."""
+
+    def __init__(self, message: str, *, service: str) -> None:
+        super().__init__(message)
+        self.service = service
+
+
+class ReplayFixtureError(InvalidInputError):
+    """A replay fixture set that cannot be loaded; names the file and the problem."""

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from orchestrator.dev_vault import DevVault
+from devstack.vault import DevVault
 from orchestrator.redaction import Redactor, set_redactor, uninstall_log_redaction
 from orchestrator.runstore import new_run_id
 from orchestrator.settings import Settings

@@ -6,7 +6,16 @@ import importlib
 
 import pytest
 
-PACKAGES = ["agents", "agents.replay", "blocks", "orchestrator", "schemas"]
+PACKAGES = [
+    "agents",
+    "blocks",
+    "devstack",
+    "devstack.replay",
+    "devstack.runs_api",
+    "devstack.vault",
+    "orchestrator",
+    "schemas",
+]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

@@ -14,7 +14,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from orchestrator import runs_api_server
 from orchestrator.exceptions import InvalidInputError, OrchestratorError
 from orchestrator.sync import SyncSummary
 from orchestrator.workspace import Workspace
@@ -36,28 +35,28 @@ def register(app: typer.Typer) -> None:
 
 @cloud_app.command("serve")
 def serve(
-    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = (
-        runs_api_server.DEFAULT_PORT
-    ),
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = runs_api_server.LOOPBACK,
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8765,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     db: Annotated[
         Path | None,
         typer.Option(help="SQLite file of imported runs [default: out/runs-api.sqlite3]."),
     ] = None,
     token_env: Annotated[
         str, typer.Option(help="Environment variable holding the bearer token.")
-    ] = runs_api_server.DEFAULT_TOKEN_ENV,
+    ] = "ORCHESTRATOR_CLOUD_TOKEN",
     faults: Annotated[
         str | None,
         typer.Option(help='Fault plan as JSON, e.g. \'{"fail_next": 2, "fail_status": 429}\'.'),
     ] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
 ) -> None:
-    """Serve the reference Runs API until Ctrl-C. The token is read from TOKEN_ENV."""
-    token = runs_api_server.token_from_env(token_env)
-    plan = runs_api_server.parse_faults(faults)
+    """Serve the reference Runs API until Ctrl-C or SIGTERM. The token is read from TOKEN_ENV."""
+    from devstack import runs_api  # the dev stack: imported only by this command
+
+    token = runs_api.token_from_env(token_env)
+    plan = runs_api.parse_faults(faults)
     db_path = db or Workspace.open().settings.out_dir / "runs-api.sqlite3"
-    runs_api_server.serve(
+    runs_api.serve(
         port=port,
         db_path=db_path,
         token=token,

@@ -6,27 +6,26 @@ Secret values are never printed. Each environment's secret_id is written to a mo
 ``approle-<env>.env`` file, because the processes that log in with it (workers, flow
 runs) start later and read it from their environment; that file is removed when the
 server stops. The root token never leaves the process that started the server.
+
+The server itself is :mod:`devstack.vault` (imported when a command runs, so importing
+the CLI does not import the dev stack).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from orchestrator.credentials import DEFAULT_KV_MOUNT, DEFAULT_PATH_TEMPLATE, DEFAULT_SECRET_ID_ENV
-from orchestrator.dev_vault import (
-    DevVault,
-    demo_secrets,
-    secret_id_file,
-    start_background,
-    stop_background,
+from orchestrator.exceptions import DevStackError, InvalidInputError
+from orchestrator.vault_settings import (
+    DEFAULT_KV_MOUNT,
+    DEFAULT_PATH_TEMPLATE,
+    DEFAULT_SECRET_ID_ENV,
 )
-from orchestrator.exceptions import InvalidInputError
 
 from ._console import console
 
@@ -76,6 +75,8 @@ def vault(
     if background:
         if state_dir is None:
             raise InvalidInputError("--background needs --state-dir (where the pid file goes)")
+        from devstack.vault import secret_id_file, start_background
+
         state = start_background(state_dir, envs=envs, port=port)
         files = {e: secret_id_file(state_dir.resolve(), e) for e in envs}
         _print_started(state.address, state.server_pid, state.role_ids, files)
@@ -92,6 +93,8 @@ def vault_stop(
     ],
 ) -> None:
     """Stop a dev Vault started with --background, and remove its files."""
+    from devstack.vault import stop_background
+
     stopped = stop_background(state_dir)
     _say("dev Vault stopped" if stopped else f"no dev Vault running from {state_dir}")
 
@@ -99,9 +102,12 @@ def vault_stop(
 def _run_foreground(
     envs: list[str], *, port: int | None, state_dir: Path | None, save_blocks: bool
 ) -> None:
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    """Run until SIGINT or SIGTERM (or until the server dies), then stop it by PID."""
+    from devstack import stop_signals
+    from devstack.vault import DevVault, demo_secrets
+
     values = {e: demo_secrets(e, environ=os.environ) for e in envs}
-    with DevVault(envs=envs, port=port, values=values) as server:
+    with stop_signals() as stop, DevVault(envs=envs, port=port, values=values) as server:
         directory = state_dir or server.home
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         files = server.write_secret_id_files(directory)
@@ -110,16 +116,15 @@ def _run_foreground(
             _print_started(server.address, server.pid, role_ids, files)
             _maybe_save_blocks(save_blocks, server.address, role_ids)
             _say("Press Ctrl-C to stop (the server keeps nothing).")
-            server.wait()
-        except KeyboardInterrupt:
+            if stop.wait(alive=lambda: server.running) is None:
+                code = server.exit_code
+                raise DevStackError(
+                    f"the dev Vault exited on its own (code {code})", service="vault"
+                )
             _say("stopping")
         finally:
             for path in files.values():
                 path.unlink(missing_ok=True)
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _print_started(

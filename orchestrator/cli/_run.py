@@ -3,11 +3,19 @@
 Both run the manager flow in this process, against the Prefect API named by
 PREFECT_API_URL or, without it, Prefect's ephemeral mode. Inputs are checked
 before Prefect starts, so a bad task file or target changes nothing.
+
+In ephemeral mode Prefect starts a temporary server and gives it
+``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` (20 s by default) to answer; a
+cold one creates its SQLite database and runs its migrations first, which takes about
+that long on a busy machine. So the run says what it waits for and allows at least
+:data:`EPHEMERAL_STARTUP_SECONDS`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -30,6 +38,7 @@ from ._console import console, err_console
 from ._core import RunArg, TaskArg
 
 DEFAULT_BLOCK = "default"
+EPHEMERAL_STARTUP_SECONDS = 300
 
 EnvOption = Annotated[
     str, typer.Option("--env", help="Environment: Vault secret path and approval policy.")
@@ -108,7 +117,8 @@ def run_pipeline(**parameters: Any) -> str:
     async def flow_state() -> State[Any]:
         return await pipeline(**parameters, return_state=True)
 
-    state = asyncio.run(flow_state())
+    with _ephemeral_margin():
+        state = asyncio.run(flow_state())
     if state.is_cancelled() and isinstance(data := state.result(raise_on_failure=False), dict):
         return str(data["run_id"])  # a rejected run: its summary rides on the named state
     try:
@@ -116,6 +126,29 @@ def run_pipeline(**parameters: Any) -> str:
     except RunFailedError as exc:
         return exc.run_id
     return str(summary["run_id"])
+
+
+@contextlib.contextmanager
+def _ephemeral_margin() -> Iterator[None]:
+    """Without a Prefect API URL: say so, and give the ephemeral server time to start."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
+
+    if PREFECT_API_URL.value():
+        yield
+        return
+    seconds = max(
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value(), EPHEMERAL_STARTUP_SECONDS
+    )
+    console.print(
+        "no PREFECT_API_URL: Prefect starts a temporary local server for this run (a first "
+        f"start creates its database and can take a minute; allowing {seconds} s) ..."
+    )
+    with temporary_settings(updates={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: seconds}):
+        yield
 
 
 def _run_pipeline(**parameters: Any) -> None:

@@ -1,21 +1,26 @@
 """``orchestrator serve`` and ``orchestrator stop``: the local dev stack (``make serve``).
 
-``serve`` starts everything detached (see :mod:`orchestrator.cli.devstack`), prints
-where each part is, and returns; ``stop`` stops exactly the processes it recorded, by
-PID. Both work on a state folder (default ``.serve``). No secret is printed.
+``serve`` starts everything detached (see :mod:`devstack.stack`), prints where each
+part is, and returns; ``stop`` stops exactly the processes it recorded, by PID. Both
+work on a state folder (default ``.serve``). No secret is printed. The dev stack is
+imported when a command runs, so importing the CLI does not import it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from orchestrator.exceptions import InvalidInputError
 
 from ._console import console
-from .devstack import DEFAULT_PORT, DevStack, RealModel, StackInfo, model_key_warning, stop_stack
+
+if TYPE_CHECKING:
+    from devstack import RealModel, StackInfo
+
+DEFAULT_PORT = 4200
 
 StateDirOption = Annotated[
     Path, typer.Option("--state-dir", help="Folder for pids, logs, databases and the Prefect home.")
@@ -52,6 +57,15 @@ def serve(
         str | None,
         typer.Option("--model", envvar="ORCHESTRATOR_MODEL", help="The model, with --model-url."),
     ] = None,
+    project_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--project-dir",
+            envvar="ORCHESTRATOR_PROJECT_DIR",
+            help="The folder whose prefect.yaml is deployed and where the worker runs; "
+            "default: the one holding the flows package (this checkout).",
+        ),
+    ] = None,
 ) -> None:
     """Start the local dev stack: Prefect server and UI, worker, Vault, Runs API, model.
 
@@ -59,8 +73,12 @@ def serve(
     sample repository. Returns once the UI answers and the worker is online; stop
     everything with 'orchestrator stop'.
     """
+    from devstack import DevStack
+
     real = _real_model(model_url, model)
-    stack = DevStack(state_dir=state_dir, home=home or Path.cwd(), port=port, model=real)
+    stack = DevStack(
+        state_dir=state_dir, home=home or Path.cwd(), port=port, model=real, project_dir=project_dir
+    )
     _say(f"starting the dev stack in {state_dir} (logs in {state_dir / 'logs'}) ...")
     info = stack.start()
     _print_info(info)
@@ -68,6 +86,8 @@ def serve(
 
 def stop(state_dir: StateDirOption = Path(".serve")) -> None:
     """Stop every process 'orchestrator serve' started (recorded in the state folder)."""
+    from devstack import stop_stack
+
     stopped = stop_stack(state_dir)
     if not stopped:
         _say(f"nothing running from {state_dir}")
@@ -77,6 +97,8 @@ def stop(state_dir: StateDirOption = Path(".serve")) -> None:
 
 
 def _real_model(model_url: str | None, model: str | None) -> RealModel | None:
+    from devstack import RealModel, model_key_warning
+
     if model_url is None:
         if model is not None:
             raise InvalidInputError("--model needs --model-url (the replay provider has one model)")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.replay import ReplayServer, replay_config
+from devstack.replay import ReplayServer, replay_config
 from schemas import CodexServerConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ import pytest
 from tests.test_exported_members import _is_submodule, _isort_style
 
 
-@pytest.mark.parametrize("name", ["agents", "agents.replay"])
+@pytest.mark.parametrize("name", ["agents"])
 def test_all_is_sorted_and_complete(name: str) -> None:
     package = importlib.import_module(name)
     exported = package.__all__
@@ -26,7 +26,7 @@ def test_importing_the_agent_layer_pulls_in_no_prefect() -> None:
     import subprocess
     import sys
 
-    code = "import agents, agents.replay, sys; print('prefect' in sys.modules)"
+    code = "import agents, sys; print('prefect' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )

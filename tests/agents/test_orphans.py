@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from agents.replay import ReplayServer
+from devstack.replay import ReplayServer
 
 pytestmark = pytest.mark.integration
 
 CHILD = """
 import anyio, sys
 from pathlib import Path
-from agents.replay import replay_config
+from devstack.replay import replay_config
 from agents.session import CodexSession
 
 async def main():

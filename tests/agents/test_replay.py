@@ -13,14 +13,14 @@ import httpx
 import pytest
 
 from agents import render_marker
-from agents.replay import (
-    FixtureError,
+from devstack.replay import (
     FixtureSet,
     ReplayProcess,
     ReplayServer,
     ReplayState,
     create_app,
 )
+from orchestrator.exceptions import ProcessError, ReplayFixtureError
 
 from .conftest import FAILING_FIXTURES, SAMPLE_FIXTURES, TEST_FIXTURES, alive
 
@@ -211,7 +211,7 @@ def test_the_subprocess_prints_its_url_and_stops_by_pid(tmp_path: Path) -> None:
 
 
 def test_the_subprocess_refuses_a_bad_fixture_set(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="not a fixture set folder"):
+    with pytest.raises(ProcessError, match="not a fixture set folder"):
         ReplayProcess.spawn(tmp_path / "missing")
 
 
@@ -243,7 +243,7 @@ def test_a_bad_fixture_set_is_refused_naming_the_file(
 ) -> None:
     for name, text in files.items():
         (tmp_path / name).write_text(text)
-    with pytest.raises(FixtureError, match=problem):
+    with pytest.raises(ReplayFixtureError, match=problem):
         FixtureSet.load(tmp_path)
 
 

@@ -16,7 +16,7 @@ from agents import (
     run_reviewer,
     run_tester,
 )
-from agents.replay import ReplayServer, replay_config
+from devstack.replay import ReplayServer, replay_config
 from orchestrator.exceptions import AgentOutputError
 from orchestrator.taskspec import load_task_spec
 from schemas import AgentRole, BuildReport, SubtaskSpec, TaskSpec, Verdict

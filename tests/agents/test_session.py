@@ -21,7 +21,7 @@ from agents import (
     TokenCount,
     render_marker,
 )
-from agents.replay import ReplayProcess, ReplayServer, replay_config
+from devstack.replay import ReplayProcess, ReplayServer, replay_config
 from orchestrator.exceptions import AgentServerError, AgentTimeoutError, InvalidInputError
 from schemas import CodexServerConfig, CommandPolicy, ModelCatalogEntry
 

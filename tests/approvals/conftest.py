@@ -24,12 +24,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agents.replay import ReplayServer, replay_config
+from devstack import prepare_sample_repo
+from devstack.replay import ReplayServer, replay_config
+from devstack.vault import DevVault
 from flows.approvals import run_with_client, waiting_gates
 from orchestrator.cli import main
-from orchestrator.cli.devstack import prepare_sample_repo
 from orchestrator.credentials import DEFAULT_SECRET_ID_ENV
-from orchestrator.dev_vault import DevVault
 from orchestrator.runstore import load_manifest
 from orchestrator.settings import Settings
 from orchestrator.workspace import Workspace

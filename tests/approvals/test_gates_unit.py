@@ -231,7 +231,7 @@ async def test_outside_a_flow_run_an_escalation_is_denied_and_nothing_is_recorde
 def test_the_command_approver_asks_a_person_within_the_policy_timeout(
     handle: RunHandle,
 ) -> None:
-    from agents.replay import replay_config
+    from devstack.replay import replay_config
 
     policy = ApprovalPolicy(
         plan=GateMode.AUTO,

@@ -13,8 +13,8 @@ import pytest
 from pydantic import SecretStr
 
 from blocks import CodexCloudEndpoint, CodexServerSettings, VaultCredentials
+from devstack.vault import DevVault
 from orchestrator.credentials import CLOUD_TOKEN, DEFAULT_SECRET_ID_ENV
-from orchestrator.dev_vault import DevVault
 from orchestrator.redaction import Redactor
 from tests.conftest import REPO_ROOT, PrefectApi, sample_manifest
 from tests.helpers.canary import scan_paths_for

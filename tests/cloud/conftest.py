@@ -1,7 +1,7 @@
 """Fixtures for the cloud sync tests: a workspace, and the reference Runs API on loopback.
 
 The server is one real subprocess for the whole session (``python -m
-orchestrator.runs_api_server``), stopped by its pid at the end. Tests stay apart by
+devstack.runs_api``), stopped by its pid at the end. Tests stay apart by
 using a fresh workspace id each, and the fault plan is cleared around every test.
 """
 
@@ -16,9 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack import ServerProcess
+from devstack.runs_api import spawn_server
 from orchestrator import Workspace
 from orchestrator.runs_api import RunsApiClient
-from orchestrator.runs_api_server import ServerProcess, spawn_server
 
 from .helpers import FAST_BACKOFF
 

@@ -17,10 +17,11 @@ import typer
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
+from devstack import ServerProcess
+from devstack.runs_api import spawn_server
+from devstack.vault import DevVault
 from orchestrator import CredentialError, InvalidInputError, OrchestratorError, Workspace
 from orchestrator.cli import _cloud
-from orchestrator.dev_vault import DevVault
-from orchestrator.runs_api_server import ServerProcess, spawn_server
 from orchestrator.vault_settings import CLOUD_TOKEN, DEFAULT_SECRET_ID_ENV
 from schemas import RunManifest, SyncState
 from tests.conftest import PrefectApi

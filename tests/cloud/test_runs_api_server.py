@@ -9,15 +9,15 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from orchestrator import InvalidInputError
-from orchestrator.runs_api import build_import_body, idempotency_key
-from orchestrator.runs_api_server import (
+from devstack.runs_api import (
     REPLAYED_HEADER,
     FaultInjector,
     FaultPlan,
-    main,
     parse_faults,
 )
+from devstack.runs_api.__main__ import main
+from orchestrator import InvalidInputError
+from orchestrator.runs_api import build_import_body, idempotency_key
 
 from .conftest import CloudServer
 from .helpers import make_manifest

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.dev_vault import DevVault
+from devstack.vault import DevVault
 
 
 @pytest.fixture

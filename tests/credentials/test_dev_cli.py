@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
+from devstack.vault import read_state
 from orchestrator.credentials import CLOUD_TOKEN, VaultSettings, open_broker
-from orchestrator.dev_vault import read_state
 from orchestrator.redaction import Redactor
+from tests.helpers import foreground
 from tests.helpers.canary import scan_cmdlines_for
 
 pytestmark = pytest.mark.integration
@@ -31,20 +30,6 @@ CLI = [
 ]
 
 
-def _read_until(process: subprocess.Popen[bytes], marker: str, *, timeout: float) -> str:
-    """The process's output up to ``marker`` (read unbuffered, so select() tells the truth)."""
-    assert process.stdout is not None
-    fd, deadline, seen = process.stdout.fileno(), time.monotonic() + timeout, b""
-    while marker.encode() not in seen:
-        remaining = deadline - time.monotonic()
-        ready, _, _ = select.select([fd], [], [], max(remaining, 0))
-        chunk = os.read(fd, 65536) if ready else b""
-        if not chunk:
-            raise AssertionError(f"no {marker!r} within {timeout} s; output so far:\n{seen!r}")
-        seen += chunk
-    return seen.decode()
-
-
 def _login_works(address: str, role_id: str, secret_id: str, redactor: Redactor) -> bool:
     settings = VaultSettings(address=address, role_id=SecretStr(role_id))
     environ = {"ORCHESTRATOR_VAULT_SECRET_ID": secret_id}
@@ -52,16 +37,21 @@ def _login_works(address: str, role_id: str, secret_id: str, redactor: Redactor)
         return bool(broker.get(CLOUD_TOKEN))
 
 
+@pytest.mark.parametrize(
+    ("signum", "sigint_ignored"),
+    [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, True)],
+    ids=["ctrl-c", "ctrl-c-as-background-job", "sigterm-as-background-job"],
+)
 def test_foreground_prints_how_to_use_it_and_stops_on_ctrl_c(
-    tmp_path: Path, redactor: Redactor
+    tmp_path: Path, redactor: Redactor, signum: signal.Signals, sigint_ignored: bool
 ) -> None:
-    process = subprocess.Popen(
-        [*CLI, "vault", "--state-dir", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    # Started as a background job of a script, SIGINT is ignored from the start: the
+    # server must still stop on it (this is how it once hung on a fresh clone).
+    process = foreground.start(
+        [*CLI, "vault", "--state-dir", str(tmp_path)], sigint_ignored=sigint_ignored
     )
     try:
-        output = _read_until(process, "Press Ctrl-C", timeout=20)
+        output = foreground.read_until(process, "Press Ctrl-C", timeout=30)
         env_file = tmp_path / "approle-dev.env"
         secret_id = env_file.read_text().strip().partition("=")[2]
         address = re.search(r"at (http://127\.0\.0\.1:\d+) \(pid (\d+)", output)
@@ -69,13 +59,14 @@ def test_foreground_prints_how_to_use_it_and_stops_on_ctrl_c(
         assert address and role_id, output
         assert _login_works(address[1], role_id[1], secret_id, redactor)
         assert scan_cmdlines_for(secret_id) == []
-        process.send_signal(signal.SIGINT)
-        rest = process.communicate(timeout=15)[0].decode()
+        seconds, rest = foreground.stop_with(process, signum)
     finally:
         process.kill()  # a no-op after a clean exit
         process.communicate(timeout=10)  # also closes the pipe
 
     assert process.returncode == 0, rest
+    assert seconds < foreground.STOP_WITHIN
+    assert "stopping" in rest
     assert secret_id not in output + rest
     assert "VaultCredentials(address='http://127.0.0.1:" in output
     assert f". {env_file}" in output

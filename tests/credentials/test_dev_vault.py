@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from orchestrator.credentials import CLOUD_TOKEN, VaultSettings, open_broker
-from orchestrator.dev_vault import (
+from devstack.vault import (
     LOG_FILE,
     DevVault,
     DevVaultState,
@@ -23,6 +22,7 @@ from orchestrator.dev_vault import (
     start_background,
     stop_background,
 )
+from orchestrator.credentials import CLOUD_TOKEN, VaultSettings, open_broker
 from orchestrator.exceptions import CredentialError
 from orchestrator.redaction import Redactor
 from tests.helpers.canary import scan_cmdlines_for, scan_paths_for
@@ -69,7 +69,7 @@ def test_stop_ends_the_process_and_removes_the_home() -> None:
 
 def test_the_server_dies_with_its_owner_even_by_sigkill(tmp_path: Path) -> None:
     script = (
-        "import sys; from pathlib import Path; from orchestrator.dev_vault import DevVault; "
+        "import sys; from pathlib import Path; from devstack.vault import DevVault; "
         "v = DevVault(home=Path(sys.argv[1])).start(); print(v.address, flush=True); "
         "sys.stdin.read()"
     )

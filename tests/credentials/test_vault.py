@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from devstack.vault import DevVault
 from orchestrator.credentials import (
     CLOUD_TOKEN,
     OPENAI_API_KEY,
@@ -16,7 +17,6 @@ from orchestrator.credentials import (
     VaultSettings,
     open_broker,
 )
-from orchestrator.dev_vault import DevVault
 from orchestrator.exceptions import CredentialError
 from orchestrator.redaction import Redactor
 

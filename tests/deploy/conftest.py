@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli.devstack import (
+from devstack import (
     StackInfo,
     free_port,
     read_stack,
     stack_processes,
-    still_running,
 )
+from orchestrator.supervisor import still_running
 
 HERE = Path(__file__).resolve().parent
 CLI = [str(Path(sys.executable).parent / "orchestrator")]  # the real console script

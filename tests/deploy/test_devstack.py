@@ -1,4 +1,4 @@
-"""The dev stack's parts that need no server: the sample repo, stopping by PID."""
+"""The dev stack's parts that need no server: stopping by PID, refusing a second stack."""
 
 from __future__ import annotations
 
@@ -9,18 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli.devstack import (
+from devstack import (
     DevStack,
-    DevStackError,
-    prepare_sample_repo,
     read_stack,
-    spawn,
+    spawn_part,
     stack_processes,
-    still_running,
     stop_stack,
 )
-from orchestrator.exceptions import InvalidInputError
-from orchestrator.gitops import check_target, git
+from orchestrator.exceptions import DevStackError, ProcessError
+from orchestrator.supervisor import still_running
 
 STUBBORN = """
 trap '' TERM
@@ -31,19 +28,8 @@ while :; do sleep 0.1; done
 (like a Prefect worker and the flow runs it starts)."""
 
 
-def test_sample_repo_is_a_clean_git_repo_on_main_and_kept(tmp_path: Path) -> None:
-    repo = prepare_sample_repo(tmp_path / "work" / "sample-repo")
-    commit = check_target(repo, "main")
-    assert (repo / "textkit" / "core.py").is_file()
-    assert prepare_sample_repo(tmp_path / "work" / "sample-repo") == repo
-    assert git(repo, "rev-parse", "main") == commit
-    (repo / "scratch.txt").write_text("dirty")
-    with pytest.raises(InvalidInputError, match="uncommitted"):
-        prepare_sample_repo(repo)
-
-
 def spawn_stubborn(state_dir: Path) -> int:
-    starting = spawn(
+    starting = spawn_part(
         "stubborn",
         ["/bin/sh", "-c", STUBBORN],
         state_dir=state_dir,
@@ -84,7 +70,7 @@ def test_a_running_stack_is_not_started_twice(tmp_path: Path) -> None:
 
 
 def test_a_process_that_dies_early_is_reported_with_its_log(tmp_path: Path) -> None:
-    starting = spawn(
+    starting = spawn_part(
         "broken",
         [sys.executable, "-c", "print('no such thing'); raise SystemExit(3)"],
         state_dir=tmp_path,
@@ -92,5 +78,5 @@ def test_a_process_that_dies_early_is_reported_with_its_log(tmp_path: Path) -> N
         ready=lambda _: None,
         timeout=10,
     )
-    with pytest.raises(DevStackError, match=r"broken exited with code 3(.|\n)*no such thing"):
+    with pytest.raises(ProcessError, match=r"broken exited with code 3(.|\n)*no such thing"):
         starting.wait()

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrator.cli.devstack import (
+from devstack import (
     BLOCK_NAME,
     read_cloud_token,
     replay_codex_config,
@@ -18,11 +18,11 @@ from orchestrator.cli.devstack import (
     start_replay,
     start_runs_api,
     start_vault,
-    still_running,
     stop_stack,
 )
 from orchestrator.credentials import CLOUD_TOKEN, DEFAULT_SECRET_ID_ENV, open_broker
 from orchestrator.redaction import Redactor
+from orchestrator.supervisor import still_running
 from tests.conftest import PrefectApi
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,8 @@ import yaml
 from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.callables import parameter_schema
 
-from orchestrator.cli.devstack import PROJECT_DIR, WORK_POOL
+from devstack import WORK_POOL
+from tests.conftest import REPO_ROOT as PROJECT_DIR
 
 PREFECT_YAML = PROJECT_DIR / "prefect.yaml"
 FLOWS = {

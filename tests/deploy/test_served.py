@@ -27,7 +27,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 
-from orchestrator.cli.devstack import read_secret_id, stack_processes
+from devstack import read_secret_id, stack_processes
 from schemas import RunStatus, schema_errors
 
 from .conftest import Served, orchestrator

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from agents.replay import ReplayServer, replay_config
-from orchestrator.cli.devstack import prepare_sample_repo
+from devstack import ServerProcess, prepare_sample_repo
+from devstack.replay import ReplayServer, replay_config
+from devstack.runs_api import spawn_server
+from devstack.vault import DevVault
 from orchestrator.credentials import CLOUD_TOKEN, DEFAULT_SECRET_ID_ENV
-from orchestrator.dev_vault import DevVault
-from orchestrator.runs_api_server import ServerProcess, spawn_server
 from orchestrator.settings import Settings
 from orchestrator.workspace import Workspace
 from tests.conftest import EXAMPLES, PrefectApi

@@ -29,11 +29,11 @@ from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.logging.handlers import PrefectConsoleHandler
 
 from agents._home import DEFAULT_PARENT
-from agents.replay import replay_config
 from blocks import CodexCloudEndpoint, CodexServerSettings, VaultCredentials
+from devstack.replay import replay_config
+from devstack.vault import DevVault
 from flows.pipeline import pipeline
 from orchestrator.credentials import CLOUD_TOKEN, DEFAULT_SECRET_ID_ENV, OPENAI_API_KEY
-from orchestrator.dev_vault import DevVault
 from orchestrator.exceptions import CredentialError
 from schemas import PhaseName, RunManifest, RunStatus
 from tests.conftest import PrefectApi

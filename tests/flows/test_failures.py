@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.replay import ReplayServer, replay_config
+from devstack.replay import ReplayServer, replay_config
 from flows.pipeline import pipeline
 from orchestrator.exceptions import InvalidInputError, RunFailedError
 from orchestrator.runstore import load_manifest

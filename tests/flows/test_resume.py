@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.replay import ReplayServer, replay_config
+from devstack.replay import ReplayServer, replay_config
 from orchestrator.runstore import load_manifest
 from schemas import RunManifest, RunStatus, StepStatus
 from tests.conftest import EXAMPLES, PrefectApi

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agents.replay import ReplayServer, replay_config
+from devstack.replay import ReplayServer, replay_config
 from flows._runtime import is_transient
 from flows.pipeline import pipeline
 from orchestrator.exceptions import (

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agents.approvals import DenyAllApprover
-from agents.replay import ReplayServer, replay_config
+from devstack.replay import ReplayServer, replay_config
 from flows._runtime import PhaseRuntime
 from orchestrator.credentials import OPENAI_API_KEY, CredentialBroker
 from orchestrator.lifecycle import RunHandle

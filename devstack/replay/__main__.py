@@ -1,4 +1,4 @@
-"""``python -m agents.replay``: serve a fixture set on a loopback port until SIGTERM/SIGINT.
+"""``python -m devstack.replay``: serve a fixture set on a loopback port until SIGTERM/SIGINT.
 
 Prints ``replay provider listening on <url>`` (the codex ``base_url``) once it serves.
 """
@@ -6,42 +6,45 @@ Prints ``replay provider listening on <url>`` (the codex ``base_url``) once it s
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from pathlib import Path
 
+from orchestrator.exceptions import InvalidInputError
+
+from .._foreground import stop_signals
+from .._uvicorn import LOOPBACK
+from .._wire import REPLAY_READY
 from ._app import FAULT_KINDS
-from ._fixtures import FixtureError
-from ._server import LOOPBACK, ReplayServer
+from ._server import ReplayServer
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        server = ReplayServer(
-            args.fixtures,
-            host=args.host,
-            port=args.port,
-            request_log=args.request_log,
-            latency=args.latency,
-            faults=list(args.fault or []),
-        )
-    except FixtureError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    with server:
-        print(f"replay provider listening on {server.url}", flush=True)
-        stop.wait()
+    with stop_signals() as stop:
+        try:
+            server = ReplayServer(
+                args.fixtures,
+                host=args.host,
+                port=args.port,
+                request_log=args.request_log,
+                latency=args.latency,
+                faults=list(args.fault or []),
+            )
+            server.start()
+        except InvalidInputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        try:
+            print(f"{REPLAY_READY}{server.url}", flush=True)
+            stop.wait(alive=lambda: server.alive)
+        finally:
+            server.stop()
     return 0
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m agents.replay",
+        prog="python -m devstack.replay",
         description="Serve scripted model turns (the Responses API subset codex uses).",
     )
     parser.add_argument("--fixtures", type=Path, required=True, help="Fixture set folder.")

@@ -32,15 +32,12 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from orchestrator.exceptions import ReplayFixtureError
 from schemas import SafeId, StrictModel
 
 SET_FILE = "fixture-set.yaml"
 CALL_ID_PREFIX = "rp"
 _ACTIONS = ("exec", "patch", "message", "json", "tool")
-
-
-class FixtureError(ValueError):
-    """A fixture set that cannot be loaded; names the file and the problem."""
 
 
 class Usage(StrictModel):
@@ -168,7 +165,7 @@ class FixtureSet:
         """Load the set in folder ``path``.
 
         Raises:
-            FixtureError: the folder, a file, or a script is invalid.
+            ReplayFixtureError: the folder, a file, or a script is invalid.
         """
         return _load(Path(path).resolve(), seen=())
 
@@ -190,12 +187,12 @@ class FixtureSet:
 
 def _load(path: Path, *, seen: tuple[Path, ...]) -> FixtureSet:
     if path in seen:
-        raise FixtureError(f"{path}: fixture sets extend each other in a cycle")
+        raise ReplayFixtureError(f"{path}: fixture sets extend each other in a cycle")
     if not path.is_dir():
-        raise FixtureError(f"{path}: not a fixture set folder")
+        raise ReplayFixtureError(f"{path}: not a fixture set folder")
     settings = _read_yaml(path / SET_FILE) if (path / SET_FILE).exists() else {}
     if not isinstance(settings, dict):
-        raise FixtureError(f"{path / SET_FILE}: expected a mapping")
+        raise ReplayFixtureError(f"{path / SET_FILE}: expected a mapping")
     scripts: dict[str, Script] = {}
     for parent in _as_list(settings.get("extends")):
         for script in _load((path / str(parent)).resolve(), seen=(*seen, path)).scripts:
@@ -206,7 +203,9 @@ def _load(path: Path, *, seen: tuple[Path, ...]) -> FixtureSet:
             continue
         script = _parse_script(file)
         if script.id in own:
-            raise FixtureError(f"{file}: script id {script.id!r} is also used by {own[script.id]}")
+            raise ReplayFixtureError(
+                f"{file}: script id {script.id!r} is also used by {own[script.id]}"
+            )
         own[script.id] = file
         scripts[script.id] = script
     fixture_set = FixtureSet(str(settings.get("name") or path.name), path, list(scripts.values()))
@@ -220,14 +219,14 @@ def _parse_script(file: Path) -> Script:
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"]) or "(file)"
-        raise FixtureError(f"{file}: {where}: {error['msg']}") from exc
+        raise ReplayFixtureError(f"{file}: {where}: {error['msg']}") from exc
 
 
 def _read_yaml(file: Path) -> Any:
     try:
         return yaml.safe_load(file.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise FixtureError(f"{file}: cannot read YAML: {exc}") from exc
+        raise ReplayFixtureError(f"{file}: cannot read YAML: {exc}") from exc
 
 
 def _check_unambiguous(fixture_set: FixtureSet) -> None:
@@ -235,7 +234,7 @@ def _check_unambiguous(fixture_set: FixtureSet) -> None:
     for script in fixture_set.scripts:
         key = tuple(sorted({"kind": "turn", **script.match}.items()))
         if key in seen:
-            raise FixtureError(
+            raise ReplayFixtureError(
                 f"{fixture_set.path}: scripts {seen[key]!r} and {script.id!r} match the same calls"
             )
         seen[key] = script.id

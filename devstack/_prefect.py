@@ -1,0 +1,252 @@
+"""The stack's Prefect parts: server, work pool, worker, deployments and blocks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+from pydantic import SecretStr
+
+from orchestrator.exceptions import DevStackError
+from orchestrator.supervisor import Supervised, clean_environ, health_url, log_tail
+from schemas import CodexServerConfig
+
+from ._parts import Starting, run_environ, spawn_part
+from ._records import LOG_DIR, ServiceRecord, state_folder
+from ._uvicorn import LOOPBACK
+
+DEFAULT_PORT = 4200
+WORK_POOL = "local"
+BLOCK_NAME = "default"
+CLOUD_WORKSPACE = "dev"
+PREFECT_HOME_DIR = "prefect-home"
+PREFECT_SERVER_TIMEOUT = 180.0
+"""A cold server creates its SQLite database and runs its migrations first (~20 s here)."""
+WORKER_QUERY_SECONDS = 2
+"""How often the worker asks for due runs (Prefect's default of 10 s feels stuck)."""
+
+
+def _prefect(*args: str) -> list[str]:
+    """The ``prefect`` command of this interpreter's environment."""
+    return [sys.executable, "-m", "prefect", *args]
+
+
+def prefect_environ(state_dir: Path, **settings: str) -> dict[str, str]:
+    """A clean environment with ``PREFECT_HOME`` under ``state_dir`` and ``settings``."""
+    env = {"PREFECT_HOME": str(state_dir / PREFECT_HOME_DIR)}
+    env.update({f"PREFECT_{name.upper()}": value for name, value in settings.items()})
+    return clean_environ(env)
+
+
+def spawn_prefect_server(
+    state_dir: Path, *, port: int = DEFAULT_PORT, timeout: float = PREFECT_SERVER_TIMEOUT
+) -> Starting:
+    """``prefect server start`` on ``port`` (SQLite under ``prefect-home/``); ready on /api/health.
+
+    Raises:
+        DevStackError: the port is taken.
+    """
+    state_dir = state_folder(state_dir)
+    _check_port_free(port)
+    (state_dir / PREFECT_HOME_DIR).mkdir(exist_ok=True)
+    ui_url = f"http://{LOOPBACK}:{port}"
+    env = prefect_environ(
+        state_dir,
+        server_analytics_enabled="false",
+        ui_api_url=f"{ui_url}/api",  # else the UI looks for the API on port 4200
+    )
+    command = _prefect("server", "start", "--host", LOOPBACK, "--port", str(port))
+    ready = health_url(f"{ui_url}/api/health", answer=ui_url)
+    return spawn_part(
+        "prefect-server", command, state_dir=state_dir, env=env, ready=ready, timeout=timeout
+    )
+
+
+def start_prefect_server(
+    state_dir: Path, *, port: int = DEFAULT_PORT, timeout: float = PREFECT_SERVER_TIMEOUT
+) -> ServiceRecord:
+    """Start a Prefect server and wait until healthy; its record's ``url`` is the UI's."""
+    return spawn_prefect_server(state_dir, port=port, timeout=timeout).wait()
+
+
+def spawn_worker(
+    state_dir: Path,
+    *,
+    api_url: str,
+    home: Path,
+    project_dir: Path,
+    pool: str = WORK_POOL,
+    timeout: float = 60,
+) -> Starting:
+    """``prefect worker start --pool POOL``; ready once the API lists it online.
+
+    Its environment, which its flow runs inherit, holds :func:`run_environ` (the
+    orchestrator home and the AppRole secret_id); its working folder is the project
+    (``prefect.yaml``'s pull step reads ``$PWD``).
+    """
+    state_dir = state_folder(state_dir)
+    env = prefect_environ(
+        state_dir, api_url=api_url, worker_query_seconds=str(WORKER_QUERY_SECONDS)
+    )
+    env.update(run_environ(state_dir, home=home), PWD=str(project_dir))
+    name = f"orchestrator-{pool}-{os.getpid()}"
+    command = _prefect("worker", "start", "--pool", pool, "--type", "process", "--name", name)
+
+    def online(process: Supervised) -> str | None:
+        return _worker_online(api_url, pool, name)
+
+    return spawn_part(
+        "worker",
+        command,
+        state_dir=state_dir,
+        env=env,
+        ready=online,
+        timeout=timeout,
+        cwd=project_dir,
+    )
+
+
+def _worker_online(api_url: str, pool: str, name: str) -> str | None:
+    try:
+        response = httpx.post(f"{api_url}/work_pools/{pool}/workers/filter", json={}, timeout=2)
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    online = any(w["name"] == name and w["status"] == "ONLINE" for w in response.json())
+    return name if online else None
+
+
+def create_work_pool(api_url: str, *, name: str = WORK_POOL) -> None:
+    """Create (or overwrite) the process work pool ``name``."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.workers.process import ProcessWorker
+
+    template = ProcessWorker.get_default_base_job_template()
+    pool = WorkPoolCreate(name=name, type="process", base_job_template=template)
+    with prefect_api(api_url), get_client(sync_client=True) as client:
+        client.create_work_pool(pool, overwrite=True)
+
+
+def deploy(api_url: str, *, state_dir: Path, project_dir: Path, timeout: float = 180) -> list[str]:
+    """``prefect --no-prompt deploy --all`` in ``project_dir``; the deployments' names.
+
+    Raises:
+        DevStackError: the deploy failed (its output is in ``logs/deploy.log``).
+    """
+    state_dir = state_folder(state_dir)
+    env = prefect_environ(state_dir, api_url=api_url)
+    env["PWD"] = str(project_dir)
+    log = state_dir / LOG_DIR / "deploy.log"
+    log.parent.mkdir(exist_ok=True)
+    with open(log, "wb") as out:
+        done = subprocess.run(
+            _prefect("--no-prompt", "deploy", "--all"),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=project_dir,
+            timeout=timeout,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise DevStackError(
+            f"prefect deploy failed; {log} ends:\n{log_tail(log)}", service="deploy"
+        )
+    return deployment_names(api_url)
+
+
+def deployment_names(api_url: str) -> list[str]:
+    """Every deployment on the server, as ``flow/deployment``."""
+    response = httpx.post(f"{api_url}/deployments/filter", json={}, timeout=10)
+    response.raise_for_status()
+    flows = httpx.post(f"{api_url}/flows/filter", json={}, timeout=10)
+    flows.raise_for_status()
+    flow_names = {f["id"]: f["name"] for f in flows.json()}
+    return sorted(f"{flow_names[d['flow_id']]}/{d['name']}" for d in response.json())
+
+
+def nightly_schedule(api_url: str, *, deployment: str = "nightly/nightly") -> str:
+    """The nightly deployment's schedules as text, read back from the API."""
+    response = httpx.get(f"{api_url}/deployments/name/{deployment}", timeout=10)
+    if response.status_code != 200:
+        return ""
+    schedules = [s["schedule"] for s in response.json().get("schedules", [])]
+    return ", ".join(
+        f"cron {s['cron']} ({s.get('timezone') or 'UTC'})" for s in schedules if "cron" in s
+    )
+
+
+def save_blocks(
+    *,
+    vault_address: str,
+    role_id: str,
+    codex: CodexServerConfig,
+    cloud_url: str,
+    workspace_id: str = CLOUD_WORKSPACE,
+    name: str = BLOCK_NAME,
+    api_url: str | None = None,
+) -> None:
+    """Save the Vault, Codex server and Codex Cloud blocks as ``name``.
+
+    Against ``api_url``, or the Prefect API this process is configured for.
+    """
+    from blocks.cloud import CodexCloudEndpoint
+    from blocks.codex import CodexServerSettings
+    from blocks.vault import VaultCredentials
+
+    vault = VaultCredentials(address=vault_address, role_id=SecretStr(role_id))
+    cloud = CodexCloudEndpoint(base_url=cloud_url, workspace_id=workspace_id)
+    with prefect_api(api_url):
+        vault.save(name, overwrite=True)
+        CodexServerSettings.from_config(codex).save(name, overwrite=True)
+        cloud.save(name, overwrite=True)
+
+
+@contextlib.contextmanager
+def prefect_api(api_url: str | None) -> Iterator[None]:
+    """This process's Prefect client settings pointed at ``api_url`` (as they are if None).
+
+    On the way out, the logs and events still queued for that API are sent: Prefect
+    would otherwise try at interpreter exit, after the server may be gone, and hold the
+    exit for a minute of retries.
+    """
+    if api_url is None:
+        yield
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        try:
+            yield
+        finally:
+            drain_prefect_clients()
+
+
+def drain_prefect_clients(timeout: float = 10.0) -> None:
+    """Send what Prefect's background log and event workers hold, and stop them."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=timeout)
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket() as sock:
+        # As the server will bind: connections of a stopped one in TIME_WAIT do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            raise DevStackError(
+                f"port {port} on {LOOPBACK} is in use; pass another port", service="prefect-server"
+            ) from None
