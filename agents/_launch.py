@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Final
 
 from orchestrator.exceptions import AgentServerError
+from orchestrator.supervisor import clean_environ
 from schemas import CodexServerConfig
 
 INHERITED_ENV: Final = (
@@ -51,8 +52,7 @@ def server_environment(home: Path, extra: Mapping[str, str]) -> dict[str, str]:
     A few harmless variables of ours (:data:`INHERITED_ENV`), ``PATH`` led by this
     interpreter's folder, then ``extra`` (e.g. credentials from the broker) over all.
     """
-    env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env = clean_environ(passed=INHERITED_ENV)
     env["CODEX_HOME"] = str(home)
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ litter in worktrees
     # codex feeds commands through a socket; bash then sources ~/.bashrc when it thinks

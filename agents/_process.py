@@ -25,7 +25,7 @@ import os
 import shutil
 import signal
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +34,8 @@ import anyio
 from anyio.abc import Process
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from orchestrator.processes import descendants, is_same_process
+from orchestrator.processes import descendants
+from orchestrator.supervisor import dies_with_parent, signal_processes
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class CodexProcess:
             # The server is gone or going: what it started must not outlive it. Swept
             # before the lines end, so a call that fails on it finds it done.
             self.record_descendants()
-            _kill_survivors(self._known.items())
+            signal_processes(self._known, signal.SIGKILL)
             self._line_sink.close()
 
     async def _pump_stderr(self) -> None:
@@ -141,7 +142,7 @@ class CodexProcess:
         if await self.wait_exit(STDIN_CLOSE_GRACE) is None:
             await self._signal_until_gone()
         _signal_group(self.pid, signal.SIGKILL)  # anything left in its process group
-        _kill_survivors(self._known.items())
+        signal_processes(self._known, signal.SIGKILL)
         self.lines.close()
         for stream in (self.process.stdout, self.process.stderr):
             if stream is not None:
@@ -205,12 +206,10 @@ def _dies_with_parent(command: list[str]) -> list[str]:
     codex runs in its own session (so a signal to our process group does not reach it)
     and does not exit on stdin EOF while a turn waits (for the model or an approval):
     without a parent-death signal a SIGKILLed orchestrator would leave it running.
-    ``setpriv`` (util-linux) sets the signal and then execs codex, keeping its PID.
     """
-    setpriv = shutil.which("setpriv")
-    if setpriv is None or shutil.which(command[0]) is None:
+    if shutil.which(command[0]) is None:
         return command  # a missing executable still fails to start, with its own error
-    return [setpriv, "--pdeathsig", "KILL", "--", *command]
+    return dies_with_parent(command, signal.SIGKILL)
 
 
 async def _close_quietly(process: Process) -> None:
@@ -221,10 +220,3 @@ async def _close_quietly(process: Process) -> None:
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-
-
-def _kill_survivors(processes: Iterable[tuple[int, int]]) -> None:
-    for pid, ticks in processes:
-        if is_same_process(pid, ticks):  # not a stranger that got the pid since
-            with suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
