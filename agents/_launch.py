@@ -12,22 +12,12 @@ from pathlib import Path
 from typing import Final
 
 from orchestrator.exceptions import AgentServerError
-from orchestrator.supervisor import clean_environ
+from orchestrator.supervisor import PASSED_ENV, clean_environ
 from schemas import CodexServerConfig
 
-INHERITED_ENV: Final = (
-    "HOME",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-    "LOGNAME",
-    "PATH",
-    "SHELL",
-    "TERM",
-    "TZ",
-    "USER",
-)
-"""Variables the server inherits from our environment; everything else comes from ``env``."""
+INHERITED_ENV: Final = tuple(name for name in PASSED_ENV if name not in ("PYTHONPATH", "TMPDIR"))
+"""Variables the server inherits from our environment (the supervisor's harmless ones,
+but not our ``PYTHONPATH`` or temporary folder); everything else comes from ``env``."""
 
 
 @dataclass(frozen=True, kw_only=True)
