@@ -226,7 +226,8 @@ class Supervised(Stoppable):
         return code
 
     def log_tail(self, lines: int = 15) -> str:
-        return log_tail(self.log, lines)
+        """The last ``lines`` lines it wrote (not what an earlier process left in its log)."""
+        return log_tail(self.log, lines, offset=self.log_offset)
 
     def _reap(self) -> int | None:
         if self._popen is not None:
@@ -454,10 +455,12 @@ def reap(pids: Iterable[int]) -> None:
             os.waitpid(pid, os.WNOHANG)
 
 
-def log_tail(path: Path, lines: int = 15) -> str:
-    """The last ``lines`` lines of a log file (for error messages)."""
+def log_tail(path: Path, lines: int = 15, *, offset: int = 0) -> str:
+    """The last ``lines`` lines of a log file after byte ``offset`` (for error messages)."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with open(path, "rb") as file:
+            file.seek(offset)
+            text = file.read().decode("utf-8", errors="replace")
     except OSError:
         return "(no log)"
     return "\n".join(text.rstrip().splitlines()[-lines:]) or "(empty log)"

@@ -26,7 +26,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.credentials import CredentialCause
-from orchestrator.exceptions import CredentialError, ProcessError
+from orchestrator.exceptions import CredentialError, OrchestratorError, ProcessError
 from orchestrator.processes import is_same_process, start_ticks
 from orchestrator.supervisor import clean_environ, ready_line, reap, spawn, terminate
 from schemas import check_safe_id
@@ -149,7 +149,7 @@ def supervise(state_dir: Path, *, envs: list[str], port: int, timeout: float) ->
                 stop.wait(alive=lambda: vault.running)
                 ended = "stopped" if stop.requested else f"exited with code {vault.exit_code}"
                 print(f"dev Vault server {ended}", flush=True)
-        except CredentialError as exc:
+        except OrchestratorError as exc:  # the message says what to do; no traceback
             print(f"error: {exc}", flush=True)
             return 1
         finally:

