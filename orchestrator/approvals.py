@@ -81,8 +81,14 @@ def _rebind(handle: RunHandle, approval_id: str, flow_run_id: str | None) -> App
     return approval
 
 
-def record_decision(handle: RunHandle, approval_id: str, decision: ApprovalDecision) -> Approval:
-    """Record the one decision of a gate; a second decision raises :class:`ApprovalError`."""
+def record_decision(
+    handle: RunHandle, approval_id: str, decision: ApprovalDecision, *, sandbox_exit: bool = False
+) -> Approval:
+    """Record the one decision of a gate; a second decision raises :class:`ApprovalError`.
+
+    ``sandbox_exit``: the gate asks to run a command outside the sandbox, so an approval
+    is recorded as having let it leave (``left_sandbox``).
+    """
 
     def decide(m: RunManifest) -> None:
         approval = m.approval(approval_id)
@@ -104,6 +110,7 @@ def record_decision(handle: RunHandle, approval_id: str, decision: ApprovalDecis
         approval.reason = decision.reason or None
         approval.channel = decision.channel
         approval.decided_at = utc_now()
+        approval.left_sandbox = sandbox_exit and decision.decision is Decision.APPROVE
         if m.status is RunStatus.PAUSED:
             m.status = RunStatus.RUNNING
 
@@ -115,6 +122,7 @@ def record_decision(handle: RunHandle, approval_id: str, decision: ApprovalDecis
         approver=decision.approver,
         channel=decision.channel.value,
         reason=decision.reason,
+        left_sandbox=sandbox_exit and decision.decision is Decision.APPROVE,
     )
     approval = manifest.approval(approval_id)
     assert approval is not None
@@ -210,7 +218,6 @@ def command_markdown(
 ) -> str:
     """What a command gate shows: the command (or patch files), its cwd, and why it asks."""
     who = f"`{asked_by}`" if asked_by else "An agent"
-    what = "apply a patch" if kind == "patch" else "run a command"
     rows = [("working directory", f"`{cwd}`" if cwd else "(the agent's workspace)")]
     if justification:
         rows.append(("why, says the agent", _cell(justification)))
@@ -218,10 +225,19 @@ def command_markdown(
         rows.append(("files", ", ".join(f"`{_cell(f)}`" for f in files)))
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
     body = _fenced(command) if command else ""
+    if kind == "patch":
+        ask = f"{who} asks to apply a patch that its policy does not approve by itself."
+        effect = "Approve to apply it"
+    else:
+        ask = (
+            f"{who} asks to run a command **outside its sandbox**. If you approve, the command "
+            "runs with the worker's full access (every file and credential the orchestrator's "
+            "user can reach), not only the workspace: nothing limits what it touches."
+        )
+        effect = "Approve only if you trust this command with the host"
     return (
-        f"## Approve a command of `{handle.label}`\n\n{who} asks to {what} that its "
-        f"policy does not allow by itself (outside its sandbox or its workspace).\n\n"
-        f"{body}| | |\n|---|---|\n{table}\n\nApprove to let it run; reject (with a reason) "
+        f"## Approve a command of `{handle.label}`\n\n{ask}\n\n"
+        f"{body}| | |\n|---|---|\n{table}\n\n{effect}; reject (with a reason) "
         "to deny it: the agent sees your reason and carries on without it."
     )
 
@@ -241,15 +257,20 @@ def gate_summary(manifest: RunManifest, gate: Gate) -> str:
     return gate.value
 
 
-def command_summary(command: str, cwd: str | None) -> str:
-    """One line on what a command gate decides: the command, and the end of its cwd."""
+def command_summary(command: str, cwd: str | None, *, kind: str = "exec") -> str:
+    """One line on what a command gate decides: the command, and the end of its cwd.
+
+    An exec request says that it runs outside the sandbox, so a list of waiting gates
+    says so too.
+    """
     line = " ".join(command.split())
     line = line if len(line) <= 80 else line[:77] + "..."
+    head = "patch" if kind == "patch" else "command OUTSIDE the sandbox"
     if not cwd:
-        return f"command: {line}"
+        return f"{head}: {line}"
     parts = PurePath(cwd).parts
     where = ".../" + "/".join(parts[-2:]) if len(parts) > 3 else cwd
-    return f"command: {line} (in {where})"
+    return f"{head}: {line} (in {where})"
 
 
 def _fenced(text: str, *, lang: str = "sh") -> str:

@@ -43,10 +43,12 @@ ACTOR = "orchestrator"
 
 # Gate defaults per environment; a task's own setting wins. Unknown environments
 # get the strict default.
-_STRICT = (GateMode.REQUIRED, GateMode.REQUIRED, CommandPolicy.ESCALATE)
+# No default approves a command by policy: an exec request is a request to leave the
+# sandbox, and dev/test runs (no person asked) deny those.
+_STRICT = (GateMode.REQUIRED, GateMode.REQUIRED, CommandPolicy.ASK_PERSON)
 ENV_GATE_DEFAULTS: dict[str, tuple[GateMode, GateMode, CommandPolicy]] = {
-    "dev": (GateMode.AUTO, GateMode.AUTO, CommandPolicy.ALLOW_IN_WORKSPACE),
-    "test": (GateMode.AUTO, GateMode.AUTO, CommandPolicy.ALLOW_IN_WORKSPACE),
+    "dev": (GateMode.AUTO, GateMode.AUTO, CommandPolicy.PATCHES_IN_WORKSPACE),
+    "test": (GateMode.AUTO, GateMode.AUTO, CommandPolicy.PATCHES_IN_WORKSPACE),
 }
 
 

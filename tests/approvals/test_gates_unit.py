@@ -9,12 +9,13 @@ import pytest
 from prefect._internal.pydantic.v2_schema import create_v2_schema
 from prefect.utilities import schema_tools
 
-from agents.approvals import ApprovalRequest
+from agents.approvals import ApprovalAnswer, ApprovalRequest
 from flows._runtime import ESCALATION_GRACE_SECONDS, command_approver
 from flows.gates import ApprovalForm, CommandEscalation, GateNotice, answer_of
 from orchestrator.approvals import (
     command_approval_id,
     command_markdown,
+    command_summary,
     gate_summary,
     handover_markdown,
     plan_markdown,
@@ -24,7 +25,7 @@ from orchestrator.approvals import (
 )
 from orchestrator.cli._approvals import WaitingGate, _decide, _newest_pauses, select_gate
 from orchestrator.exceptions import ApprovalError, InvalidInputError
-from orchestrator.lifecycle import RunHandle
+from orchestrator.lifecycle import RunHandle, resolve_policy
 from orchestrator.workspace import Workspace
 from schemas import (
     ApprovalDecision,
@@ -35,6 +36,7 @@ from schemas import (
     Gate,
     GateMode,
     RunResult,
+    TaskSpec,
     check_safe_id,
     schema_errors,
     utc_now,
@@ -207,7 +209,7 @@ def test_the_command_approver_asks_a_person_within_the_policy_timeout(
     policy = ApprovalPolicy(
         plan=GateMode.AUTO,
         handover=GateMode.AUTO,
-        commands=CommandPolicy.ESCALATE,
+        commands=CommandPolicy.ASK_PERSON,
         plan_timeout_seconds=60,
         handover_timeout_seconds=60,
         command_timeout_seconds=120,
@@ -220,6 +222,56 @@ def test_the_command_approver_asks_a_person_within_the_policy_timeout(
     short = replay_config("http://127.0.0.1:1/v1", call_timeout_seconds=30)
     assert command_approver(handle, policy, short).escalate.timeout_seconds == 30  # type: ignore[union-attr]
     assert command_approver(handle, None, short).policy is CommandPolicy.DENY
+
+
+@pytest.mark.anyio
+async def test_under_the_dev_defaults_a_command_is_denied_and_why_is_said(
+    handle: RunHandle,
+) -> None:
+    from agents.replay import replay_config
+
+    spec = TaskSpec.model_validate({"id": "t", "title": "t", "goal": "g", "target": {"repo": "."}})
+    policy = resolve_policy(spec, "dev")
+    approver = command_approver(handle, policy, replay_config("http://127.0.0.1:1/v1"))
+    assert approver.escalate is None  # an unattended run asks no one
+    answer = await approver(ApprovalRequest(kind="exec", command=["true"], cwd=handle.work_dir))
+    assert answer == ApprovalAnswer(
+        approved=False,
+        reason="no person is asked in an unattended run (env dev defaults) (an approved "
+        "command would run outside the sandbox): denied",
+    )
+    assert handle.read().approvals == []
+
+
+def test_an_approved_command_is_recorded_as_leaving_the_sandbox(handle: RunHandle) -> None:
+    approve = ApprovalDecision(decision=Decision.APPROVE, approver="ops", channel=Channel.CLI)
+    reject = ApprovalDecision(
+        decision=Decision.REJECT, approver="ops", reason="no", channel=Channel.CLI
+    )
+    for approval_id, gate in [("command-a", Gate.COMMAND), ("command-b", Gate.COMMAND)]:
+        request_approval(handle, approval_id, gate, shown="x", timeout_seconds=9, flow_run_id=None)
+    request_approval(handle, "plan", Gate.PLAN, shown="p", timeout_seconds=9, flow_run_id=None)
+    record_decision(handle, "command-a", approve, sandbox_exit=True)
+    record_decision(handle, "command-b", reject, sandbox_exit=True)
+    record_decision(handle, "plan", approve)
+    manifest = handle.read()
+    left = {a.id: a.left_sandbox for a in manifest.approvals}
+    assert left == {"command-a": True, "command-b": False, "plan": False}
+    assert schema_errors("run-manifest", manifest.model_dump(mode="json")) is None
+    decided = [e.detail for e in handle.workspace.audit.read() if e.event == "approval.decided"]
+    assert [d["left_sandbox"] for d in decided] == [True, False, False]
+
+
+def test_an_exec_gate_says_an_approved_command_runs_outside_the_sandbox(
+    handle: RunHandle,
+) -> None:
+    shown = command_markdown(handle, command="make", cwd="/w", justification="build")
+    assert "outside its sandbox" in shown
+    assert "with the worker's full access" in shown
+    patch = command_markdown(handle, command="", cwd="/w", kind="patch", files=["a.py"])
+    assert "outside its sandbox" not in patch
+    assert command_summary("make  all", "/w").startswith("command OUTSIDE the sandbox: make all")
+    assert command_summary("a.py", None, kind="patch") == "patch: a.py"
 
 
 def waiting(approval_id: str, gate: Gate, summary: str = "") -> WaitingGate:

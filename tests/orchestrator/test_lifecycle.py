@@ -83,7 +83,7 @@ def test_start_records_the_task_as_it_was_with_mode_and_policy(
     assert manifest.mode is not None and manifest.mode.mode is ExecutionMode.MCP
     policy = manifest.approval_policy
     assert policy is not None
-    assert (policy.plan, policy.commands) == (GateMode.AUTO, CommandPolicy.ALLOW_IN_WORKSPACE)
+    assert (policy.plan, policy.commands) == (GateMode.AUTO, CommandPolicy.PATCHES_IN_WORKSPACE)
     assert policy.source == "env dev defaults"
     assert [e.event for e in workspace.audit.read()] == ["manifest.created"]
 
@@ -96,7 +96,7 @@ def test_an_unknown_environment_gets_the_strict_gates(
     assert (policy.plan, policy.handover, policy.commands) == (
         GateMode.REQUIRED,
         GateMode.REQUIRED,
-        CommandPolicy.ESCALATE,
+        CommandPolicy.ASK_PERSON,
     )
 
 
