@@ -31,11 +31,12 @@ from orchestrator.cli._approvals import WaitingGate, waiting_gates
 from orchestrator.cli.devstack import prepare_sample_repo
 from orchestrator.credentials import DEFAULT_SECRET_ID_ENV
 from orchestrator.dev_vault import DevVault
+from orchestrator.lifecycle import RunHandle
 from orchestrator.runstore import load_manifest
 from orchestrator.settings import Settings
 from orchestrator.workspace import Workspace
 from schemas import RunManifest
-from tests.conftest import EXAMPLES, free_port
+from tests.conftest import EXAMPLES, free_port, sample_manifest
 
 HERE = Path(__file__).resolve().parent
 TASKS = HERE / "tasks"
@@ -278,3 +279,11 @@ def gate_stack(
             if run.process.poll() is None:
                 run.process.kill()
                 run.process.wait(timeout=10)
+
+
+@pytest.fixture
+def handle(workspace: Workspace) -> RunHandle:
+    """A run just started in a fresh workspace, for gates without servers."""
+    manifest = sample_manifest(run_id="gates-unit")
+    workspace.store.create(manifest, actor="test")
+    return RunHandle(workspace, manifest.task_id, manifest.run_id)

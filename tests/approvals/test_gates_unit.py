@@ -26,7 +26,6 @@ from orchestrator.approvals import (
 from orchestrator.cli._approvals import WaitingGate, _decide, _newest_pauses, select_gate
 from orchestrator.exceptions import ApprovalError, InvalidInputError
 from orchestrator.lifecycle import RunHandle, resolve_policy
-from orchestrator.workspace import Workspace
 from schemas import (
     ApprovalDecision,
     ApprovalPolicy,
@@ -41,7 +40,7 @@ from schemas import (
     schema_errors,
     utc_now,
 )
-from tests.conftest import sample_manifest
+from tests.helpers.markdown import cells, visible_text
 
 
 def form_schema() -> dict[str, object]:
@@ -94,13 +93,6 @@ def test_command_approval_ids_keep_call_ids_apart() -> None:
     check_safe_id(command_approval_id(None))
 
 
-@pytest.fixture
-def handle(workspace: Workspace) -> RunHandle:
-    manifest = sample_manifest(run_id="gates-unit")
-    workspace.store.create(manifest, actor="test")
-    return RunHandle(workspace, manifest.task_id, manifest.run_id)
-
-
 def test_a_command_gate_shows_the_command_its_cwd_and_why(handle: RunHandle) -> None:
     shown = command_markdown(
         handle,
@@ -110,9 +102,10 @@ def test_a_command_gate_shows_the_command_its_cwd_and_why(handle: RunHandle) -> 
         asked_by="builder slugify",
     )
     assert "````sh\necho ```tricky``` | tee /etc/x\n````" in shown  # a fence it cannot close
-    assert "| working directory | `/work/tree` |" in shown
-    assert "| why, says the agent | needs /etc |" in shown
-    assert "`builder slugify` asks to run a command" in shown
+    assert cells(shown) == ["working directory", "/work/tree", "why, says the agent", "needs /etc"]
+    assert "builder slugify asks to run a command outside its sandbox" in " ".join(
+        visible_text(shown).split()
+    )
     assert handle.label in shown
 
 
@@ -121,7 +114,8 @@ def test_the_plan_gate_shows_a_table_that_fits_the_form(handle: RunHandle) -> No
         handle, "Two helpers.", [("slugify", "Add slugify", "a == b; c", "x.py, y.py")]
     )
     assert "| subtask | title |\n|---|---|\n| `slugify` | Add slugify |" in shown
-    assert "- `slugify`: must hold: a == b; c; files: x.py, y.py" in shown
+    assert cells(shown) == ["slugify", "Add slugify"]
+    assert "slugify : must hold: a == b; c; files: x.py, y.py" in visible_text(shown)
 
 
 def test_the_handover_gate_shows_branch_tests_verdict_and_diff_stat(handle: RunHandle) -> None:
