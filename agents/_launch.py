@@ -14,6 +14,8 @@ from typing import Final
 from orchestrator.exceptions import AgentServerError
 from schemas import CodexServerConfig
 
+from ._home import private_tmp
+
 INHERITED_ENV: Final = (
     "HOME",
     "LANG",
@@ -49,7 +51,8 @@ def server_environment(home: Path, extra: Mapping[str, str]) -> dict[str, str]:
     """The environment of a codex server process using CODEX_HOME ``home``.
 
     A few harmless variables of ours (:data:`INHERITED_ENV`), ``PATH`` led by this
-    interpreter's folder, then ``extra`` (e.g. credentials from the broker) over all.
+    interpreter's folder, then ``extra`` (e.g. credentials from the broker) over all;
+    ``TMPDIR`` is always the session's private folder (:func:`agents._home.private_tmp`).
     """
     env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
@@ -59,6 +62,8 @@ def server_environment(home: Path, extra: Mapping[str, str]) -> dict[str, str]:
     # it is the first shell level (its rshd/ssh heuristic), which can reorder PATH.
     env["SHLVL"] = "1"
     env.update(extra)
+    # The agent's own temporary folder, the only one its sandbox lets it write (not /tmp).
+    env["TMPDIR"] = str(private_tmp(home))
     return env
 
 

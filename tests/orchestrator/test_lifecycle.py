@@ -118,6 +118,40 @@ def test_bad_input_is_refused_and_nothing_is_written(
     assert list(workspace.audit.read()) == []
 
 
+def test_a_target_inside_the_agents_worktrees_is_refused(workspace: Workspace) -> None:
+    """A target (here an earlier run's worktree) that agents' sandboxes could write."""
+    folder = workspace.settings.work_dir / "other" / "run-1"
+    folder.mkdir(parents=True)
+    task_file = task_beside_repo(folder, TASK)
+
+    with pytest.raises(InvalidInputError) as refused:
+        start_run(workspace, task_file=task_file, env="dev")
+    assert str(refused.value) == (
+        f"the target repository {folder / 'repo'} lies inside {workspace.settings.work_dir}, "
+        "where agents' sandboxes can write; use a target repository outside "
+        "ORCHESTRATOR_HOME/work"
+    )
+    assert runs_on_disk(workspace) == []
+    assert list(workspace.audit.read()) == []
+
+
+def test_a_target_whose_git_folder_agents_could_write_is_refused(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """A linked worktree outside, whose common git folder (hooks, config) lies inside."""
+    inside = workspace.settings.work_dir / "clone"
+    inside.mkdir(parents=True)
+    task_beside_repo(inside, TASK)
+    linked = tmp_path / "linked"
+    git(inside / "repo", "worktree", "add", "-q", "-b", "side", str(linked / "repo"))
+    task_file = linked / "demo.yaml"
+    task_file.write_text(TASK)
+
+    with pytest.raises(InvalidInputError, match=r"^its git folder .*/clone/repo/\.git lies inside"):
+        start_run(workspace, task_file=task_file, env="dev")
+    assert runs_on_disk(workspace) == []
+
+
 def test_a_run_id_that_exists_is_refused_and_the_run_kept(
     workspace: Workspace, task_file: Path
 ) -> None:
