@@ -158,11 +158,12 @@ def start_run(
     spec = load_task_spec(task_file)
     repo_path = repo.resolve() if repo else resolve_repo(spec, task_file)
     base_commit = check_target(repo_path, spec.target.base_branch)
-    check_outside_agent_roots(workspace, repo_path)
+    run_id = run_id or new_run_id()
+    check_outside_agent_roots(workspace, repo_path, task_id=spec.id, run_id=run_id)
     now = utc_now()
     manifest = RunManifest(
         task_id=spec.id,
-        run_id=run_id or new_run_id(),
+        run_id=run_id,
         env=env,
         flow_run_id=flow_run_id,
         created_at=now,
@@ -181,16 +182,21 @@ def start_run(
     return RunHandle(workspace, manifest.task_id, manifest.run_id)
 
 
-def agent_writable_roots(workspace: Workspace) -> list[Path]:
-    """Folders an agent's sandbox can write: the runs' worktrees under ``work/``.
+def agent_writable_roots(workspace: Workspace, task_id: str, run_id: str) -> list[Path]:
+    """Folders agents' sandboxes can write: the worktree folder of every run (this new
+    one, ``work/<task>/<run>``, included).
 
     (Each agent's private TMPDIR is a fresh folder inside its own CODEX_HOME; /tmp and
     the inherited TMPDIR are shut, see ``agents._home``.)
     """
-    return [workspace.settings.work_dir]
+    work = workspace.settings.work_dir
+    runs = {(ref.task_id, ref.run_id) for ref in workspace.store.list_runs()}
+    return [work / task / run for task, run in sorted(runs | {(task_id, run_id)})]
 
 
-def check_outside_agent_roots(workspace: Workspace, repo: Path) -> None:
+def check_outside_agent_roots(
+    workspace: Workspace, repo: Path, *, task_id: str, run_id: str
+) -> None:
     """Refuse a target repository, its git folder or ORCHESTRATOR_HOME inside a root an
     agent can write: an agent could plant hooks or config that our own git commands, or
     the next run, would obey, or rewrite the manifests.
@@ -203,14 +209,14 @@ def check_outside_agent_roots(workspace: Workspace, repo: Path) -> None:
         "its git folder": git_common_dir(repo),
         "ORCHESTRATOR_HOME": workspace.settings.home,
     }
-    for root in agent_writable_roots(workspace):
+    for root in agent_writable_roots(workspace, task_id, run_id):
         real_root = Path(os.path.realpath(root))
         for what, path in watched.items():
             real = Path(os.path.realpath(path))
             if real == real_root or real_root in real.parents:
                 raise InvalidInputError(
-                    f"{what} {path} lies inside {root}, where agents' sandboxes can write; "
-                    "use a target repository outside ORCHESTRATOR_HOME/work"
+                    f"{what} {path} lies inside {root}, the worktrees of run {root.name}, "
+                    "which agents' sandboxes can write; use a target repository elsewhere"
                 )
 
 

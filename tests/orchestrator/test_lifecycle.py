@@ -118,28 +118,37 @@ def test_bad_input_is_refused_and_nothing_is_written(
     assert list(workspace.audit.read()) == []
 
 
-def test_a_target_inside_the_agents_worktrees_is_refused(workspace: Workspace) -> None:
-    """A target (here an earlier run's worktree) that agents' sandboxes could write."""
-    folder = workspace.settings.work_dir / "other" / "run-1"
+def test_a_target_inside_a_runs_worktrees_is_refused(workspace: Workspace, task_file: Path) -> None:
+    """A target (here inside an earlier run's worktrees) that agents' sandboxes can write."""
+    earlier = start_run(workspace, task_file=task_file, env="dev")
+    folder = earlier.work_dir / "subtasks"
     folder.mkdir(parents=True)
-    task_file = task_beside_repo(folder, TASK)
+    inside = task_beside_repo(folder, TASK)
+    before = runs_on_disk(workspace)
 
     with pytest.raises(InvalidInputError) as refused:
-        start_run(workspace, task_file=task_file, env="dev")
+        start_run(workspace, task_file=inside, env="dev")
     assert str(refused.value) == (
-        f"the target repository {folder / 'repo'} lies inside {workspace.settings.work_dir}, "
-        "where agents' sandboxes can write; use a target repository outside "
-        "ORCHESTRATOR_HOME/work"
+        f"the target repository {folder / 'repo'} lies inside {earlier.work_dir}, the "
+        f"worktrees of run {earlier.run_id}, which agents' sandboxes can write; use a "
+        "target repository elsewhere"
     )
-    assert runs_on_disk(workspace) == []
-    assert list(workspace.audit.read()) == []
+    assert runs_on_disk(workspace) == before
+
+
+def test_a_target_beside_the_runs_in_work_is_taken(workspace: Workspace) -> None:
+    """``work/sample-repo`` (as ``orchestrator demo`` makes it) is no run's worktree."""
+    folder = workspace.settings.work_dir
+    folder.mkdir(parents=True)
+    start_run(workspace, task_file=task_beside_repo(folder, TASK), env="dev")
 
 
 def test_a_target_whose_git_folder_agents_could_write_is_refused(
     workspace: Workspace, tmp_path: Path
 ) -> None:
-    """A linked worktree outside, whose common git folder (hooks, config) lies inside."""
-    inside = workspace.settings.work_dir / "clone"
+    """A linked worktree outside, whose common git folder (hooks, config) lies inside the
+    worktrees of the run that is starting."""
+    inside = workspace.settings.work_dir / "demo" / "run-1"
     inside.mkdir(parents=True)
     task_beside_repo(inside, TASK)
     linked = tmp_path / "linked"
@@ -147,8 +156,8 @@ def test_a_target_whose_git_folder_agents_could_write_is_refused(
     task_file = linked / "demo.yaml"
     task_file.write_text(TASK)
 
-    with pytest.raises(InvalidInputError, match=r"^its git folder .*/clone/repo/\.git lies inside"):
-        start_run(workspace, task_file=task_file, env="dev")
+    with pytest.raises(InvalidInputError, match=r"^its git folder .*/run-1/repo/\.git lies inside"):
+        start_run(workspace, task_file=task_file, env="dev", run_id="run-1")
     assert runs_on_disk(workspace) == []
 
 
