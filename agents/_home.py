@@ -3,7 +3,9 @@
 codex reads its settings only from ``$CODEX_HOME/config.toml`` (``-c`` flags of
 ``mcp-server`` are ignored), so every session writes its own. The directory is private
 (0700), never under the system temp dir (codex then cannot place its sandbox helper
-and every sandboxed command fails), and removed when the session ends. No secret is
+and every sandboxed command fails), and removed when the session ends. Its ``tmp``
+folder is the agent's own TMPDIR, the one writable folder outside the workspace: the
+sandbox excludes /tmp and the inherited TMPDIR. No secret is
 ever written here: an API key reaches codex through the process environment.
 """
 
@@ -51,12 +53,26 @@ def private_codex_home(config: CodexServerConfig, *, path: Path | None) -> Itera
     created = not home.exists()
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     home.chmod(0o700)
+    tmp = private_tmp(home)
     try:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing left by an earlier session
+        tmp.mkdir(mode=0o700)
         write_config(home, config)
         yield home
     finally:
+        shutil.rmtree(tmp, ignore_errors=True)
         if created:
             shutil.rmtree(home, ignore_errors=True)
+
+
+def private_tmp(home: Path) -> Path:
+    """The agent's own temporary folder (its ``TMPDIR``), inside its CODEX_HOME.
+
+    The only folder outside the workspace the sandbox lets the agent write: /tmp and
+    the inherited TMPDIR are excluded, because /tmp is shared by every run's agents and
+    may hold a target repository's git folder (hooks that our own commits would run).
+    """
+    return home / "tmp"
 
 
 def _default_name() -> str:
@@ -95,12 +111,17 @@ def write_config(home: Path, config: CodexServerConfig) -> Path:
         models = [entry.to_model_info() for entry in catalog]
         _write_private(catalog_path, json.dumps({"models": models}, indent=1))
     target = home / "config.toml"
-    _write_private(target, render_config(config, catalog=catalog_path if catalog else None))
+    text = render_config(
+        config, catalog=catalog_path if catalog else None, tmp=private_tmp(home).absolute()
+    )
+    _write_private(target, text)
     return target
 
 
-def render_config(config: CodexServerConfig, *, catalog: Path | None = None) -> str:
-    """The ``config.toml`` text for ``config``."""
+def render_config(
+    config: CodexServerConfig, *, catalog: Path | None = None, tmp: Path | None = None
+) -> str:
+    """The ``config.toml`` text for ``config``; ``tmp``: the agent's private TMPDIR."""
     provider = config.provider
     top: dict[str, Any] = {
         "model": config.model,
@@ -128,6 +149,16 @@ def render_config(config: CodexServerConfig, *, catalog: Path | None = None) -> 
         _table(None, top),
         _table(f"model_providers.{PROVIDER_ID}", provider_table),
         _table("shell_environment_policy", shell_env),
+        # workspace-write would also open /tmp and $TMPDIR to every command: shut both,
+        # and open only the agent's private temporary folder.
+        _table(
+            "sandbox_workspace_write",
+            {
+                "exclude_slash_tmp": True,
+                "exclude_tmpdir_env_var": True,
+                "writable_roots": [str(tmp)] if tmp else [],
+            },
+        ),
         _table("history", {"persistence": "none"}),
         # No shell snapshot: it runs the user's login shell outside any sandbox when a
         # thread starts (rc files and all) and would outlive a killed server.

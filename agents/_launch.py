@@ -15,6 +15,8 @@ from orchestrator.exceptions import AgentServerError
 from orchestrator.supervisor import PASSED_ENV, clean_environ
 from schemas import CodexServerConfig
 
+from ._home import private_tmp
+
 INHERITED_ENV: Final = tuple(name for name in PASSED_ENV if name not in ("PYTHONPATH", "TMPDIR"))
 """Variables the server inherits from our environment (the supervisor's harmless ones,
 but not our ``PYTHONPATH`` or temporary folder); everything else comes from ``env``."""
@@ -40,7 +42,8 @@ def server_environment(home: Path, extra: Mapping[str, str]) -> dict[str, str]:
     """The environment of a codex server process using CODEX_HOME ``home``.
 
     A few harmless variables of ours (:data:`INHERITED_ENV`), ``PATH`` led by this
-    interpreter's folder, then ``extra`` (e.g. credentials from the broker) over all.
+    interpreter's folder, then ``extra`` (e.g. credentials from the broker) over all;
+    ``TMPDIR`` is always the session's private folder (:func:`agents._home.private_tmp`).
     """
     env = clean_environ(passed=INHERITED_ENV)
     env["CODEX_HOME"] = str(home)
@@ -49,6 +52,8 @@ def server_environment(home: Path, extra: Mapping[str, str]) -> dict[str, str]:
     # it is the first shell level (its rshd/ssh heuristic), which can reorder PATH.
     env["SHLVL"] = "1"
     env.update(extra)
+    # The agent's own temporary folder, the only one its sandbox lets it write (not /tmp).
+    env["TMPDIR"] = str(private_tmp(home))
     return env
 
 

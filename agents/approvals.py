@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -122,11 +121,16 @@ class DenyAllApprover:
 class PolicyApprover:
     """Answers by :class:`schemas.CommandPolicy`.
 
-    - ``allow_in_workspace``: approve what stays inside ``workspace`` (the command's cwd
-      and every path it names; a patch's files); anything else is escalated when an
-      ``escalate`` hook is given, denied otherwise.
+    An exec request under codex's ``on-request`` policy asks to run a command OUTSIDE the
+    sandbox with the worker's access, and no reading of a command line tells what the
+    program will touch: under every policy a person decides it (through ``escalate``), or
+    it is denied with ``no_person`` as the reason when no one can be asked.
+
+    - ``patches_in_workspace``: approve a patch whose files (and move targets) all resolve
+      inside ``workspace`` (realpath: symlinks and ``..`` followed); anything else goes to
+      the person.
+    - ``ask_person``: a person decides every request.
     - ``deny``: deny everything.
-    - ``escalate``: ask a person through ``escalate`` (e.g. a paused Prefect flow).
 
     An escalation that takes longer than ``timeout`` seconds, raises, or is missing is
     a denial.
@@ -139,19 +143,23 @@ class PolicyApprover:
         workspace: Path,
         escalate: Approver | None = None,
         timeout: float = 600.0,
+        no_person: str = "no person can be asked",
     ) -> None:
         self.policy = CommandPolicy(policy)
         self.workspace = Path(os.path.realpath(workspace))
         self.escalate = escalate
         self.timeout = timeout
+        self.no_person = no_person
 
     async def __call__(self, request: ApprovalRequest) -> ApprovalAnswer:
         if self.policy is CommandPolicy.DENY:
             return ApprovalAnswer(approved=False, reason="denied by policy 'deny'")
-        if self.policy is CommandPolicy.ALLOW_IN_WORKSPACE:
+        if request.kind == "patch" and self.policy is CommandPolicy.PATCHES_IN_WORKSPACE:
             outside = self.outside_workspace(request)
             if outside is None:
-                return ApprovalAnswer(approved=True, reason="inside the workspace")
+                return ApprovalAnswer(
+                    approved=True, reason="every file of the patch is inside the workspace"
+                )
             if self.escalate is None:
                 return ApprovalAnswer(
                     approved=False, reason=f"denied by policy: {outside} is outside the workspace"
@@ -159,14 +167,9 @@ class PolicyApprover:
         return await self._escalate(request)
 
     def outside_workspace(self, request: ApprovalRequest) -> str | None:
-        """The first path the request touches outside the workspace, or None."""
+        """The first file a patch touches outside the workspace, or None."""
         base = request.cwd or self.workspace
-        if not self._inside(base):
-            return str(base)
-        paths = request.files if request.kind == "patch" else _path_arguments(request)
-        if paths is None:
-            return "an unparsable command"
-        for path in paths:
+        for path in _patch_paths(request):
             if not self._inside(base / Path(path).expanduser()):
                 return path
         return None
@@ -177,7 +180,10 @@ class PolicyApprover:
 
     async def _escalate(self, request: ApprovalRequest) -> ApprovalAnswer:
         if self.escalate is None:
-            return ApprovalAnswer(approved=False, reason="no person to escalate to: denied")
+            what = "an approved command would run outside the sandbox"
+            if request.kind == "patch":
+                what = "the patch is not one the policy approves"
+            return ApprovalAnswer(approved=False, reason=f"{self.no_person} ({what}): denied")
         try:
             with anyio.fail_after(self.timeout):
                 return await self.escalate(request)
@@ -190,27 +196,15 @@ class PolicyApprover:
             return ApprovalAnswer(approved=False, reason="the escalation failed: denied")
 
 
-def _path_arguments(request: ApprovalRequest) -> list[str] | None:
-    """Words of the command that name a path (not the programs it runs); None: unparsable."""
-    try:
-        words = shlex.split(request.command_text)
-    except ValueError:
-        return None
-    paths: list[str] = []
-    program_next = True
-    for word in words:
-        if word in {"&&", "||", ";", "|"}:
-            program_next = True
-            continue
-        if not program_next and _looks_like_path(word):
-            paths.append(word.split("=", 1)[-1])
-        program_next = False
+def _patch_paths(request: ApprovalRequest) -> list[str]:
+    """Every path a patch writes: its files, and where a change moves one to."""
+    paths = list(request.files)
+    for change in request.changes.values():
+        # codex nests the change by kind: {"update": {"unified_diff": ..., "move_path": ...}}
+        nested = [change, *change.values()] if isinstance(change, Mapping) else []
+        moves = [n.get("move_path") for n in nested if isinstance(n, Mapping)]
+        paths += [m for m in moves if isinstance(m, str) and m]
     return paths
-
-
-def _looks_like_path(word: str) -> bool:
-    value = word.split("=", 1)[-1] if word.startswith("-") else word
-    return value.startswith(("/", "~")) or ".." in Path(value).parts
 
 
 def _str_or_none(value: Any) -> str | None:

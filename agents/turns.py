@@ -161,6 +161,7 @@ def _denied(record: ApprovalRecord) -> CommandRecord:
         command=request.command_text,
         cwd=str(request.cwd) if request.cwd else None,
         status="denied",
+        reason=record.answer.reason or None,
     )
 
 

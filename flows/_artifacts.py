@@ -7,6 +7,7 @@ import re
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from orchestrator.lifecycle import RunHandle
+from orchestrator.literal import md_code, md_fence, md_text
 from schemas import Plan, ReviewVerdict, RunManifest, TestReport
 
 
@@ -16,28 +17,29 @@ def artifact_key(handle: RunHandle, what: str) -> str:
 
 
 async def publish_plan(handle: RunHandle, plan: Plan) -> None:
+    # The UI renders each string cell, and the description, as markdown of its own.
     rows = [
         {
-            "subtask": s.id,
-            "title": s.title,
-            "acceptance": "; ".join(s.acceptance),
-            "files": ", ".join(s.files),
+            "subtask": md_text(s.id),
+            "title": md_text(s.title),
+            "acceptance": md_text("; ".join(s.acceptance)),
+            "files": md_text(", ".join(s.files)),
         }
         for s in plan.subtasks
     ]
     await acreate_table_artifact(
         rows,
         key=artifact_key(handle, "plan"),
-        description=f"Plan of {handle.label}: {plan.summary}",
+        description=f"Plan of {md_code(handle.label)}: {md_text(plan.summary)}",
     )
 
 
 async def publish_subtasks(handle: RunHandle, manifest: RunManifest) -> None:
     rows = [
         {
-            "subtask": s.id,
+            "subtask": md_text(s.id),
             "status": s.status.value,
-            "branch": s.branch or "",
+            "branch": md_text(s.branch or ""),
             "commit": (s.commit or "")[:12],
             "builder calls": s.builder_calls,
         }
@@ -54,9 +56,9 @@ async def publish_tests(handle: RunHandle, report: TestReport) -> None:
         f"## Tests {outcome}\n\n"
         f"| command | exit code | passed | failed | errors | skipped |\n"
         f"|---|---|---|---|---|---|\n"
-        f"| `{report.command}` | {report.exit_code} | {report.tests_passed} | "
+        f"| {md_code(report.command, cell=True)} | {report.exit_code} | {report.tests_passed} | "
         f"{report.tests_failed} | {report.tests_errored} | {report.tests_skipped} |\n\n"
-        f"{report.summary}\n"
+        f"{md_text(report.summary)}\n"
     )
     await acreate_markdown_artifact(
         markdown, key=artifact_key(handle, "tests"), description=f"Tests of {handle.label}"
@@ -64,8 +66,8 @@ async def publish_tests(handle: RunHandle, report: TestReport) -> None:
 
 
 async def publish_verdict(handle: RunHandle, verdict: ReviewVerdict) -> None:
-    reasons = "\n".join(f"- {reason}" for reason in verdict.reasons)
-    markdown = f"## Review: {verdict.verdict.value}\n\n{verdict.summary}\n\n{reasons}\n"
+    reasons = "\n".join(f"- {md_text(reason)}" for reason in verdict.reasons)
+    markdown = f"## Review: {verdict.verdict.value}\n\n{md_text(verdict.summary)}\n\n{reasons}\n"
     await acreate_markdown_artifact(
         markdown, key=artifact_key(handle, "review"), description=f"Review of {handle.label}"
     )
@@ -74,19 +76,20 @@ async def publish_verdict(handle: RunHandle, verdict: ReviewVerdict) -> None:
 async def publish_summary(handle: RunHandle, manifest: RunManifest) -> None:
     result = manifest.result
     lines = [
-        f"## Run {handle.label}: {manifest.status.value}",
+        f"## Run {md_code(handle.label)}: {manifest.status.value}",
         "",
-        f"- mode: {manifest.mode.mode.value} ({manifest.mode.reason})",
-        f"- manifest: `{handle.manifest_path}`",
+        f"- mode: {manifest.mode.mode.value} ({md_text(manifest.mode.reason)})",
+        f"- manifest: {md_code(str(handle.manifest_path))}",
     ]
-    if manifest.status_reason:
-        lines.append(f"- reason: {manifest.status_reason}")
+    if manifest.status_reason:  # may quote a reviewer or a model error
+        lines.append(f"- reason: {md_text(manifest.status_reason)}")
     if result and result.branch:
-        lines.append(f"- result branch: `{result.branch}` at `{(result.commit or '')[:12]}`")
+        commit = (result.commit or "")[:12]
+        lines.append(f"- result branch: {md_code(result.branch)} at {md_code(commit)}")
     if manifest.sync:
         lines.append(f"- cloud sync: {manifest.sync.state.value}")
     if result and result.diff_stat:
-        lines += ["", "```", result.diff_stat, "```"]
+        lines += ["", md_fence(result.diff_stat)]
     await acreate_markdown_artifact(
         "\n".join(lines) + "\n",
         key=artifact_key(handle, "run"),

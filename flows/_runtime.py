@@ -365,18 +365,24 @@ def command_approver(
 ) -> PolicyApprover:
     """The approver of codex's exec/patch requests: the run's command policy, a person next.
 
-    What the policy does not decide itself pauses the flow run for a person
+    What the policy does not decide itself (every exec request: each is a request to run
+    outside the sandbox) pauses the flow run for a person
     (:class:`flows.gates.CommandEscalation`), for at most the policy's command timeout and
     never longer than one codex call may take; expiry denies with reason timeout.
 
     An unattended run (every gate ``auto``, as in dev) never waits for a person: under
-    ``allow_in_workspace`` a request outside the workspace is denied at once.
+    ``patches_in_workspace`` a command, or a patch outside the workspace, is denied at
+    once, and the denial's reason says so.
     """
     if policy is None:
         return PolicyApprover(CommandPolicy.DENY, workspace=handle.work_dir)
     unattended = policy.plan is GateMode.AUTO and policy.handover is GateMode.AUTO
-    if unattended and policy.commands is CommandPolicy.ALLOW_IN_WORKSPACE:
-        return PolicyApprover(policy.commands, workspace=handle.work_dir)
+    if unattended and policy.commands is CommandPolicy.PATCHES_IN_WORKSPACE:
+        return PolicyApprover(
+            policy.commands,
+            workspace=handle.work_dir,
+            no_person=f"no person is asked in an unattended run ({policy.source})",
+        )
     timeout = max(1, min(policy.command_timeout_seconds, int(codex.call_timeout_seconds)))
     escalation = CommandEscalation(handle, timeout_seconds=timeout, policy_source=policy.source)
     return PolicyApprover(

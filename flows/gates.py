@@ -121,6 +121,7 @@ async def approval_gate(
     timeout_seconds: int,
     policy_source: str,
     summary: str | None = None,
+    sandbox_exit: bool = False,
 ) -> Approval:
     """Ask for the gate's decision (policy or person) and record it; asked once per run.
 
@@ -133,6 +134,8 @@ async def approval_gate(
         timeout_seconds: How long a person has; then it is rejected with reason timeout.
         policy_source: Where the policy came from (recorded with a policy decision).
         summary: One line for lists of waiting runs; by default from the manifest.
+        sandbox_exit: Approving lets a command run outside the sandbox (recorded as
+            ``left_sandbox`` when approved).
     """
     approval = request_approval(
         handle,
@@ -156,7 +159,7 @@ async def approval_gate(
             timeout_seconds=timeout_seconds,
         )
         decision = await _ask_a_person(handle, notice, shown)
-    decided = record_decision(handle, approval_id, decision)
+    decided = record_decision(handle, approval_id, decision, sandbox_exit=sandbox_exit)
     await _publish_decision(approval_id, decision)
     return decided
 
@@ -278,7 +281,7 @@ class CommandEscalation:
             files=request.files,
             asked_by=task_run.get_name(),
         )
-        summary = command_summary(command or ", ".join(request.files), cwd)
+        summary = command_summary(command or ", ".join(request.files), cwd, kind=request.kind)
         async with self._lock:
             approval = await approval_gate(
                 self.handle,
@@ -289,6 +292,7 @@ class CommandEscalation:
                 timeout_seconds=self.timeout_seconds,
                 policy_source=self.policy_source,
                 summary=summary,
+                sandbox_exit=request.kind == "exec",
             )
         return answer_of(approval)
 

@@ -25,6 +25,7 @@ from schemas import (
 
 from .exceptions import ApprovalError
 from .lifecycle import ACTOR, RunHandle
+from .literal import md_cell, md_code, md_fence, md_text, terminal_text
 
 TIMEOUT_REASON = "timeout"
 COMMAND_PREFIX = "command-"
@@ -81,8 +82,14 @@ def _rebind(handle: RunHandle, approval_id: str, flow_run_id: str | None) -> App
     return approval
 
 
-def record_decision(handle: RunHandle, approval_id: str, decision: ApprovalDecision) -> Approval:
-    """Record the one decision of a gate; a second decision raises :class:`ApprovalError`."""
+def record_decision(
+    handle: RunHandle, approval_id: str, decision: ApprovalDecision, *, sandbox_exit: bool = False
+) -> Approval:
+    """Record the one decision of a gate; a second decision raises :class:`ApprovalError`.
+
+    ``sandbox_exit``: the gate asks to run a command outside the sandbox, so an approval
+    is recorded as having let it leave (``left_sandbox``).
+    """
 
     def decide(m: RunManifest) -> None:
         approval = m.approval(approval_id)
@@ -104,6 +111,7 @@ def record_decision(handle: RunHandle, approval_id: str, decision: ApprovalDecis
         approval.reason = decision.reason or None
         approval.channel = decision.channel
         approval.decided_at = utc_now()
+        approval.left_sandbox = sandbox_exit and decision.decision is Decision.APPROVE
         if m.status is RunStatus.PAUSED:
             m.status = RunStatus.RUNNING
 
@@ -115,6 +123,7 @@ def record_decision(handle: RunHandle, approval_id: str, decision: ApprovalDecis
         approver=decision.approver,
         channel=decision.channel.value,
         reason=decision.reason,
+        left_sandbox=sandbox_exit and decision.decision is Decision.APPROVE,
     )
     approval = manifest.approval(approval_id)
     assert approval is not None
@@ -144,16 +153,19 @@ def plan_markdown(handle: RunHandle, summary: str, rows: list[tuple[str, str, st
     """What the plan gate shows: the plan as a table, then each subtask's acceptance and files.
 
     ``rows`` are (subtask id, title, acceptance, files). The table stays two columns wide
-    because the Prefect UI's form shows tables unwrapped in a narrow dialog.
+    because the Prefect UI's form shows tables unwrapped in a narrow dialog. Everything
+    the planner wrote renders literally (:mod:`orchestrator.literal`).
     """
-    table = "\n".join(f"| `{sid}` | {_cell(title)} |" for sid, title, _, _ in rows)
+    table = "\n".join(
+        f"| {md_code(sid, cell=True)} | {md_cell(title)} |" for sid, title, _, _ in rows
+    )
     details = "\n".join(
-        f"- `{sid}`: must hold: {_cell(acceptance) or '(not stated)'}; "
-        f"files: {_cell(files) or '(not stated)'}"
+        f"- {md_code(sid)}: must hold: {md_cell(acceptance) or '(not stated)'}; "
+        f"files: {md_cell(files) or '(not stated)'}"
         for sid, _, acceptance, files in rows
     )
     return (
-        f"## Approve the plan of `{handle.label}`\n\n{_cell(summary)}\n\n"
+        f"## Approve the plan of {md_code(handle.label)}\n\n{md_text(summary)}\n\n"
         f"| subtask | title |\n|---|---|\n{table}\n\n{details}\n\n"
         "Approve to build these subtasks, one builder call each; reject (with a reason) to end "
         "the run without building anything."
@@ -169,17 +181,15 @@ def handover_markdown(manifest: RunManifest) -> str:
         result.tests_passed if result else None
     ]
     verdict = (result.verdict if result else None) or "none"
+    label = f"{manifest.task_id}/{manifest.run_id}"
     return (
-        f"## Approve the hand-over of `{manifest.task_id}/{manifest.run_id}`\n\n"
-        f"| | |\n|---|---|\n| result branch | `{branch}` |\n| tests | {tests} |\n"
-        f"| review verdict | {verdict} |\n\n{_fenced(stat or '(no changes)', lang='')}"
+        f"## Approve the hand-over of {md_code(label)}\n\n"
+        f"| | |\n|---|---|\n| result branch | {md_code(str(branch), cell=True)} |\n"
+        f"| tests | {tests} |\n| review verdict | {md_cell(str(verdict))} |\n\n"
+        f"{md_fence(stat or '(no changes)')}"
         "Approve to hand the result branch over; reject (with a reason) to end the run as "
         "rejected."
     )
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def command_approval_id(call_id: str | None) -> str:
@@ -209,19 +219,28 @@ def command_markdown(
     asked_by: str | None = None,
 ) -> str:
     """What a command gate shows: the command (or patch files), its cwd, and why it asks."""
-    who = f"`{asked_by}`" if asked_by else "An agent"
-    what = "apply a patch" if kind == "patch" else "run a command"
-    rows = [("working directory", f"`{cwd}`" if cwd else "(the agent's workspace)")]
+    who = md_code(asked_by) if asked_by else "An agent"
+    where = md_code(cwd, cell=True) if cwd else "(the agent's workspace)"
+    rows = [("working directory", where)]
     if justification:
-        rows.append(("why, says the agent", _cell(justification)))
+        rows.append(("why, says the agent", md_cell(justification)))
     if files:
-        rows.append(("files", ", ".join(f"`{_cell(f)}`" for f in files)))
+        rows.append(("files", ", ".join(md_code(f, cell=True) for f in files)))
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
-    body = _fenced(command) if command else ""
+    body = md_fence(command, lang="sh") if command else ""
+    if kind == "patch":
+        ask = f"{who} asks to apply a patch that its policy does not approve by itself."
+        effect = "Approve to apply it"
+    else:
+        ask = (
+            f"{who} asks to run a command **outside its sandbox**. If you approve, the command "
+            "runs with the worker's full access (every file and credential the orchestrator's "
+            "user can reach), not only the workspace: nothing limits what it touches."
+        )
+        effect = "Approve only if you trust this command with the host"
     return (
-        f"## Approve a command of `{handle.label}`\n\n{who} asks to {what} that its "
-        f"policy does not allow by itself (outside its sandbox or its workspace).\n\n"
-        f"{body}| | |\n|---|---|\n{table}\n\nApprove to let it run; reject (with a reason) "
+        f"## Approve a command of {md_code(handle.label)}\n\n{ask}\n\n"
+        f"{body}| | |\n|---|---|\n{table}\n\n{effect}; reject (with a reason) "
         "to deny it: the agent sees your reason and carries on without it."
     )
 
@@ -241,19 +260,17 @@ def gate_summary(manifest: RunManifest, gate: Gate) -> str:
     return gate.value
 
 
-def command_summary(command: str, cwd: str | None) -> str:
-    """One line on what a command gate decides: the command, and the end of its cwd."""
-    line = " ".join(command.split())
+def command_summary(command: str, cwd: str | None, *, kind: str = "exec") -> str:
+    """One line on what a command gate decides: the command, and the end of its cwd.
+
+    An exec request says that it runs outside the sandbox, so a list of waiting gates
+    says so too.
+    """
+    line = " ".join(terminal_text(command).split())
     line = line if len(line) <= 80 else line[:77] + "..."
+    head = "patch" if kind == "patch" else "command OUTSIDE the sandbox"
     if not cwd:
-        return f"command: {line}"
+        return f"{head}: {line}"
     parts = PurePath(cwd).parts
     where = ".../" + "/".join(parts[-2:]) if len(parts) > 3 else cwd
-    return f"command: {line} (in {where})"
-
-
-def _fenced(text: str, *, lang: str = "sh") -> str:
-    """``text`` in a fenced code block whose fence no run of backticks in it can close."""
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}{lang}\n{text}\n{fence}\n\n"
+    return f"{head}: {line} (in {terminal_text(where)})"

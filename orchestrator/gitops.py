@@ -84,6 +84,11 @@ def check_target(repo: Path, base_branch: str) -> str:
     return commit
 
 
+def git_common_dir(repo: Path) -> Path:
+    """The repository's common git folder (hooks, config, refs), as an absolute path."""
+    return Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+
+
 @dataclass(frozen=True)
 class Worktree:
     repo: Path
@@ -113,7 +118,7 @@ def _forget_worktree(repo: Path, path: Path, branch: str) -> None:
     file. Both belong to this run's own path and branch, which no other process uses.
     """
     remove_worktree(repo, path)
-    common = Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+    common = git_common_dir(repo)
     for admin in (common / "worktrees").glob("*"):
         gitdir = admin / "gitdir"
         if gitdir.is_file() and Path(gitdir.read_text().strip()) == path / ".git":

@@ -6,6 +6,7 @@ testable without Prefect.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from schemas import (
 )
 
 from .exceptions import InvalidInputError
-from .gitops import check_target
+from .gitops import check_target, git_common_dir
 from .runstore import add_artifacts, new_run_id, safe_id, sha256_file
 from .taskspec import load_task_spec, resolve_repo
 from .workspace import Workspace
@@ -43,10 +44,12 @@ ACTOR = "orchestrator"
 
 # Gate defaults per environment; a task's own setting wins. Unknown environments
 # get the strict default.
-_STRICT = (GateMode.REQUIRED, GateMode.REQUIRED, CommandPolicy.ESCALATE)
+# No default approves a command by policy: an exec request is a request to leave the
+# sandbox, and dev/test runs (no person asked) deny those.
+_STRICT = (GateMode.REQUIRED, GateMode.REQUIRED, CommandPolicy.ASK_PERSON)
 ENV_GATE_DEFAULTS: dict[str, tuple[GateMode, GateMode, CommandPolicy]] = {
-    "dev": (GateMode.AUTO, GateMode.AUTO, CommandPolicy.ALLOW_IN_WORKSPACE),
-    "test": (GateMode.AUTO, GateMode.AUTO, CommandPolicy.ALLOW_IN_WORKSPACE),
+    "dev": (GateMode.AUTO, GateMode.AUTO, CommandPolicy.PATCHES_IN_WORKSPACE),
+    "test": (GateMode.AUTO, GateMode.AUTO, CommandPolicy.PATCHES_IN_WORKSPACE),
 }
 
 
@@ -149,15 +152,18 @@ def start_run(
 
     Raises:
         InvalidInputError: a malformed task, a missing or dirty target repository, an
-            unknown base branch, or a run id that exists already.
+            unknown base branch, a target an agent could write (see
+            :func:`check_outside_agent_roots`), or a run id that exists already.
     """
     spec = load_task_spec(task_file)
     repo_path = repo.resolve() if repo else resolve_repo(spec, task_file)
     base_commit = check_target(repo_path, spec.target.base_branch)
+    run_id = run_id or new_run_id()
+    check_outside_agent_roots(workspace, repo_path, task_id=spec.id, run_id=run_id)
     now = utc_now()
     manifest = RunManifest(
         task_id=spec.id,
-        run_id=run_id or new_run_id(),
+        run_id=run_id,
         env=env,
         flow_run_id=flow_run_id,
         created_at=now,
@@ -174,6 +180,44 @@ def start_run(
     )
     workspace.store.create(manifest, actor=ACTOR)
     return RunHandle(workspace, manifest.task_id, manifest.run_id)
+
+
+def agent_writable_roots(workspace: Workspace, task_id: str, run_id: str) -> list[Path]:
+    """Folders agents' sandboxes can write: the worktree folder of every run (this new
+    one, ``work/<task>/<run>``, included).
+
+    (Each agent's private TMPDIR is a fresh folder inside its own CODEX_HOME; /tmp and
+    the inherited TMPDIR are shut, see ``agents._home``.)
+    """
+    work = workspace.settings.work_dir
+    runs = {(ref.task_id, ref.run_id) for ref in workspace.store.list_runs()}
+    return [work / task / run for task, run in sorted(runs | {(task_id, run_id)})]
+
+
+def check_outside_agent_roots(
+    workspace: Workspace, repo: Path, *, task_id: str, run_id: str
+) -> None:
+    """Refuse a target repository, its git folder or ORCHESTRATOR_HOME inside a root an
+    agent can write: an agent could plant hooks or config that our own git commands, or
+    the next run, would obey, or rewrite the manifests.
+
+    Raises:
+        InvalidInputError: one of them lies inside such a root (symlinks resolved).
+    """
+    watched = {
+        "the target repository": repo,
+        "its git folder": git_common_dir(repo),
+        "ORCHESTRATOR_HOME": workspace.settings.home,
+    }
+    for root in agent_writable_roots(workspace, task_id, run_id):
+        real_root = Path(os.path.realpath(root))
+        for what, path in watched.items():
+            real = Path(os.path.realpath(path))
+            if real == real_root or real_root in real.parents:
+                raise InvalidInputError(
+                    f"{what} {path} lies inside {root}, the worktrees of run {root.name}, "
+                    "which agents' sandboxes can write; use a target repository elsewhere"
+                )
 
 
 def check_run_id(workspace: Workspace, task_id: str, run_id: str) -> bool:

@@ -57,6 +57,11 @@ class Approval(StrictModel):
     approver: str | None = None
     reason: str | None = None
     channel: Channel | None = None
+    left_sandbox: bool = Field(
+        default=False,
+        description="True when this approval let a command run outside codex's sandbox, "
+        "with the worker's access (an approved exec escalation).",
+    )
 
     @property
     def pending(self) -> bool:

@@ -94,6 +94,9 @@ class CommandRecord(StrictModel):
     exit_code: int | None = None
     status: str | None = Field(default=None, description="codex's status, e.g. 'completed'.")
     duration_ms: int | None = Field(default=None, ge=0)
+    reason: str | None = Field(
+        default=None, description="Why it was denied, for a denied request to run it."
+    )
 
 
 class PatchRecord(StrictModel):

@@ -5,7 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, GetJsonSchemaHandler, field_validator, model_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from ._base import SafeId, StrictModel
 
@@ -20,11 +22,46 @@ class GateMode(StrEnum):
 
 
 class CommandPolicy(StrEnum):
-    """How codex's own exec/patch approval requests are answered."""
+    """How codex's own exec/patch approval requests are answered.
 
-    ALLOW_IN_WORKSPACE = "allow_in_workspace"
+    Under codex's ``on-request`` approval policy every exec request is a request to run a
+    command OUTSIDE the sandbox, with the worker's access: no policy approves one by
+    reading the command; a person decides, or it is denied.
+    """
+
+    PATCHES_IN_WORKSPACE = "patches_in_workspace"
+    """A patch whose files all resolve inside the workspace is approved; commands go to a
+    person (denied in a run where no person is asked)."""
+    ASK_PERSON = "ask_person"
+    """A person decides every request."""
     DENY = "deny"
-    ESCALATE = "escalate"
+    """Every request is denied."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> CommandPolicy | None:
+        # Task files and manifests written before the rename keep loading.
+        name = COMMAND_POLICY_ALIASES.get(str(value))
+        return cls(name) if name else None
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler.resolve_ref_schema(handler(core_schema))
+        schema["enum"] = [*schema["enum"], *COMMAND_POLICY_ALIASES]
+        schema["description"] = (
+            f"{schema.get('description', '')}\n\nOld names, read as the new ones: "
+            + ", ".join(f"{old} = {new}" for old, new in COMMAND_POLICY_ALIASES.items())
+        ).strip()
+        return schema
+
+
+COMMAND_POLICY_ALIASES: dict[str, str] = {
+    "allow_in_workspace": "patches_in_workspace",
+    "escalate": "ask_person",
+}
+"""Names :class:`CommandPolicy` had before: an old ``allow_in_workspace`` approved a
+command by reading its words, which no longer happens under any name."""
 
 
 class TargetRepo(StrictModel):

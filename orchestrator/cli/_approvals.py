@@ -19,8 +19,10 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.exceptions import InvalidInputError
+from orchestrator.literal import terminal_text
 from schemas import ApprovalDecision, Channel, Decision, WaitingGate, utc_now
 
 from ._console import console
@@ -150,14 +152,15 @@ def _waiting_table(gates: list[WaitingGate]) -> Table:
     table = Table("run", "gate", "waiting for", "since (UTC)", "expires")
     table.add_column("flow run", overflow="fold")
     for g in gates:
-        table.add_row(
+        cells = (
             g.notice.label,
             g.notice.approval_id,
-            g.notice.summary,
+            g.notice.summary,  # may quote what an agent wrote: shown as text, never markup
             f"{g.notice.requested_at:%Y-%m-%d %H:%M:%S}",
             _expires_text(g),
             g.ui_url or str(g.flow_run_id),
         )
+        table.add_row(*(Text(terminal_text(cell)) for cell in cells))
     return table
 
 

@@ -1,4 +1,4 @@
-"""The policy approver: allow inside the workspace, deny, or escalate with a deadline."""
+"""The policy approver: commands always to a person (or denied), patches by their files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import anyio
 import pytest
 
 from agents import ApprovalAnswer, ApprovalRequest, PolicyApprover
-from schemas import CommandPolicy
+from schemas import ApprovalSettings, CommandPolicy
+from schemas.documents import generate_schema
 
 pytestmark = pytest.mark.anyio
 
@@ -35,55 +36,114 @@ class Person:
         return self.answer
 
 
+POLICIES = list(CommandPolicy)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
 @pytest.mark.parametrize(
     "command",
-    ["touch approved.txt", "python -m pytest -q tests/", "cat ./a.txt > sub/b.txt && ls"],
+    [
+        "touch approved.txt",
+        "python -m pytest -q tests/",
+        "python3 -c \"import pathlib; (pathlib.Path.home() / 'm').write_text('x')\"",
+    ],
 )
-async def test_commands_inside_the_workspace_are_approved(tmp_path: Path, command: str) -> None:
-    approver = PolicyApprover(CommandPolicy.ALLOW_IN_WORKSPACE, workspace=tmp_path)
+async def test_no_policy_approves_a_command_by_itself(
+    tmp_path: Path, policy: CommandPolicy, command: str
+) -> None:
+    """Every exec request asks to leave the sandbox: no policy reads the command and says yes."""
+    approver = PolicyApprover(policy, workspace=tmp_path)
     answer = await approver(exec_request(command, tmp_path))
-    assert answer == ApprovalAnswer(approved=True, reason="inside the workspace")
+    assert not answer.approved
+    if policy is not CommandPolicy.DENY:
+        assert answer.reason == (
+            "no person can be asked (an approved command would run outside the sandbox): denied"
+        )
+
+
+@pytest.mark.parametrize("policy", [CommandPolicy.PATCHES_IN_WORKSPACE, CommandPolicy.ASK_PERSON])
+async def test_a_command_goes_to_the_person_under_every_policy_but_deny(
+    tmp_path: Path, policy: CommandPolicy
+) -> None:
+    person = Person(ApprovalAnswer(approved=True, reason="ok by alice"))
+    approver = PolicyApprover(policy, workspace=tmp_path, escalate=person)
+    answer = await approver(exec_request("touch inside.txt", tmp_path))
+    assert answer.reason == "ok by alice"
+    assert [r.command_text for r in person.asked] == ["touch inside.txt"]
+
+
+async def test_an_unattended_run_names_why_no_one_was_asked(tmp_path: Path) -> None:
+    approver = PolicyApprover(
+        CommandPolicy.PATCHES_IN_WORKSPACE, workspace=tmp_path, no_person="unattended run"
+    )
+    answer = await approver(exec_request("ls", tmp_path))
+    assert answer == ApprovalAnswer(
+        approved=False,
+        reason="unattended run (an approved command would run outside the sandbox): denied",
+    )
+
+
+def patch(cwd: Path, *files: str, move_to: str | None = None) -> ApprovalRequest:
+    change: dict[str, object] = {"update": {"unified_diff": "", "move_path": move_to}}
+    return ApprovalRequest(kind="patch", cwd=cwd, changes=dict.fromkeys(files, change))
+
+
+async def test_patches_inside_the_workspace_are_approved_by_their_files(tmp_path: Path) -> None:
+    approver = PolicyApprover(CommandPolicy.PATCHES_IN_WORKSPACE, workspace=tmp_path)
+    answer = await approver(patch(tmp_path, str(tmp_path / "a.py"), "sub/b.py"))
+    assert answer == ApprovalAnswer(
+        approved=True, reason="every file of the patch is inside the workspace"
+    )
 
 
 @pytest.mark.parametrize(
-    ("command", "outside"),
+    ("files", "move_to", "outside"),
     [
-        ("touch ../outside.txt", "../outside.txt"),
-        ("rm -rf /", "/"),
-        ("cat ~/.ssh/id_rsa", "~/.ssh/id_rsa"),
-        ("cp x --target-directory=/etc", "/etc"),
-        ("echo 'unbalanced", "an unparsable command"),
+        (["/etc/passwd"], None, "/etc/passwd"),
+        (["../outside.txt"], None, "../outside.txt"),
+        (["sub/../../outside.txt"], None, "sub/../../outside.txt"),
+        (["link/evil.txt"], None, "link/evil.txt"),  # a symlink out of the workspace
+        (["a.py"], "/etc/cron.d/x", "/etc/cron.d/x"),  # moved out
     ],
 )
-async def test_commands_reaching_outside_are_denied_without_a_person(
-    tmp_path: Path, command: str, outside: str
+async def test_patches_reaching_outside_are_denied_without_a_person(
+    tmp_path: Path, files: list[str], move_to: str | None, outside: str
 ) -> None:
-    approver = PolicyApprover(CommandPolicy.ALLOW_IN_WORKSPACE, workspace=tmp_path)
-    answer = await approver(exec_request(command, tmp_path))
-    assert not answer.approved
-    assert outside in answer.reason
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "link").symlink_to(tmp_path)
+    approver = PolicyApprover(CommandPolicy.PATCHES_IN_WORKSPACE, workspace=workspace)
+    answer = await approver(patch(workspace, *files, move_to=move_to))
+    assert answer == ApprovalAnswer(
+        approved=False, reason=f"denied by policy: {outside} is outside the workspace"
+    )
 
 
-async def test_a_command_run_from_outside_the_workspace_is_outside(tmp_path: Path) -> None:
-    approver = PolicyApprover(CommandPolicy.ALLOW_IN_WORKSPACE, workspace=tmp_path / "ws")
-    answer = await approver(exec_request("ls", tmp_path))
-    assert not answer.approved
+async def test_a_patch_outside_goes_to_the_person_when_there_is_one(tmp_path: Path) -> None:
+    person = Person(ApprovalAnswer(approved=False, reason="no, says alice"))
+    approver = PolicyApprover(
+        CommandPolicy.PATCHES_IN_WORKSPACE, workspace=tmp_path / "ws", escalate=person
+    )
+    answer = await approver(patch(tmp_path, str(tmp_path / "x.py")))
+    assert answer.reason == "no, says alice"
+    assert [r.files for r in person.asked] == [[str(tmp_path / "x.py")]]
 
 
-async def test_patches_are_judged_by_their_files(tmp_path: Path) -> None:
-    approver = PolicyApprover(CommandPolicy.ALLOW_IN_WORKSPACE, workspace=tmp_path)
-    inside = ApprovalRequest(kind="patch", cwd=tmp_path, changes={str(tmp_path / "a.py"): {}})
-    outside = ApprovalRequest(kind="patch", cwd=tmp_path, changes={"/etc/passwd": {}})
-    assert (await approver(inside)).approved
-    assert not (await approver(outside)).approved
+async def test_ask_person_asks_even_for_a_patch_inside(tmp_path: Path) -> None:
+    person = Person(ApprovalAnswer(approved=True, reason="fine"))
+    approver = PolicyApprover(CommandPolicy.ASK_PERSON, workspace=tmp_path, escalate=person)
+    assert (await approver(patch(tmp_path, "a.py"))).reason == "fine"
+    assert len(person.asked) == 1
 
 
-async def test_outside_the_workspace_goes_to_the_person_when_there_is_one(tmp_path: Path) -> None:
-    person = Person(ApprovalAnswer(approved=True, reason="ok by alice"))
-    approver = PolicyApprover(CommandPolicy.ALLOW_IN_WORKSPACE, workspace=tmp_path, escalate=person)
-    answer = await approver(exec_request("touch /etc/motd", tmp_path))
-    assert answer.reason == "ok by alice"
-    assert [r.command_text for r in person.asked] == ["touch /etc/motd"]
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("allow_in_workspace", "patches_in_workspace"), ("escalate", "ask_person")],
+)
+def test_old_policy_names_are_read_as_the_new_ones(old: str, new: str) -> None:
+    settings = ApprovalSettings.model_validate({"commands": old})
+    assert settings.commands is CommandPolicy(new)
+    assert old in generate_schema("task-spec")["$defs"]["CommandPolicy"]["enum"]
 
 
 async def test_deny_never_asks(tmp_path: Path) -> None:
@@ -95,7 +155,7 @@ async def test_deny_never_asks(tmp_path: Path) -> None:
 
 async def test_escalate_asks_for_everything(tmp_path: Path) -> None:
     person = Person(ApprovalAnswer(approved=False, reason="not today"))
-    approver = PolicyApprover(CommandPolicy.ESCALATE, workspace=tmp_path, escalate=person)
+    approver = PolicyApprover(CommandPolicy.ASK_PERSON, workspace=tmp_path, escalate=person)
     assert await approver(exec_request("ls", tmp_path)) == ApprovalAnswer(
         approved=False, reason="not today"
     )
@@ -103,7 +163,7 @@ async def test_escalate_asks_for_everything(tmp_path: Path) -> None:
 
 async def test_an_escalation_past_its_deadline_is_a_denial(tmp_path: Path) -> None:
     approver = PolicyApprover(
-        CommandPolicy.ESCALATE, workspace=tmp_path, escalate=Person(), timeout=0.05
+        CommandPolicy.ASK_PERSON, workspace=tmp_path, escalate=Person(), timeout=0.05
     )
     with anyio.fail_after(5):
         answer = await approver(exec_request("ls", tmp_path))
@@ -111,8 +171,10 @@ async def test_an_escalation_past_its_deadline_is_a_denial(tmp_path: Path) -> No
 
 
 async def test_a_failing_or_missing_escalation_is_a_denial(tmp_path: Path) -> None:
-    failing = PolicyApprover(CommandPolicy.ESCALATE, workspace=tmp_path, escalate=Person(fail=True))
-    missing = PolicyApprover(CommandPolicy.ESCALATE, workspace=tmp_path)
+    failing = PolicyApprover(
+        CommandPolicy.ASK_PERSON, workspace=tmp_path, escalate=Person(fail=True)
+    )
+    missing = PolicyApprover(CommandPolicy.ASK_PERSON, workspace=tmp_path)
     assert not (await failing(exec_request("ls", tmp_path))).approved
     assert not (await missing(exec_request("ls", tmp_path))).approved
 

@@ -18,6 +18,7 @@ from agents._home import (
     sweep_orphaned_homes,
     write_config,
 )
+from agents._launch import server_environment
 from orchestrator.exceptions import InvalidInputError
 from orchestrator.processes import start_ticks
 from schemas import CodexServerConfig, ModelCatalogEntry, schema_errors
@@ -90,13 +91,30 @@ def test_the_home_is_private_and_removed() -> None:
     assert not home.exists()
 
 
-def test_a_given_home_that_existed_is_kept(tmp_path: Path) -> None:
+def test_the_sandbox_shuts_tmp_and_opens_only_a_private_tmpdir() -> None:
+    with private_codex_home(config(), path=None) as home:
+        parsed = tomllib.loads((home / "config.toml").read_text())
+        tmp = home / "tmp"
+        assert tmp.is_dir() and tmp.stat().st_mode & 0o777 == 0o700
+        assert server_environment(home, {"TMPDIR": "/tmp"})["TMPDIR"] == str(tmp)
+    assert parsed["sandbox_workspace_write"] == {
+        "exclude_slash_tmp": True,
+        "exclude_tmpdir_env_var": True,
+        "writable_roots": [str(tmp)],
+    }
+
+
+def test_a_given_home_that_existed_is_kept_but_not_its_tmp(tmp_path: Path) -> None:
     home = Path.home() / ".cache" / "codex-orchestrator" / f"kept-{tmp_path.name}"
     home.mkdir(parents=True)
     try:
+        (home / "tmp").mkdir()
+        (home / "tmp" / "left-by-an-earlier-session").write_text("x")
         with private_codex_home(config(), path=home):
-            pass
+            assert list((home / "tmp").iterdir()) == []  # a fresh one
+            (home / "tmp" / "written").write_text("x")
         assert (home / "config.toml").exists()
+        assert not (home / "tmp").exists()
     finally:
         for file in home.iterdir():
             file.unlink()

@@ -78,38 +78,62 @@ async def test_a_call_edits_files_in_the_sandbox_and_reports_commands_patches_an
     assert "apply_patch" in replay.requests()[0]["tools"]
 
 
-async def test_an_escalation_inside_the_workspace_is_approved_by_policy(
-    codex_config: CodexServerConfig, git_repo: Path
+MARKER = "marker-escalated"
+"""What the ``escalate-home`` fixture's command writes into the home folder."""
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """The codex server's home folder (its HOME): the test's own, outside the workspace
+    and every writable root of the sandbox."""
+    folder = tmp_path / "home"
+    folder.mkdir()
+    return folder
+
+
+@pytest.mark.parametrize("policy", list(CommandPolicy))
+async def test_an_escalation_never_runs_without_a_person_under_any_policy(
+    codex_config: CodexServerConfig, git_repo: Path, home: Path, policy: CommandPolicy
 ) -> None:
-    approver = PolicyApprover(CommandPolicy.ALLOW_IN_WORKSPACE, workspace=git_repo)
-    async with CodexSession(codex_config, approver=approver) as session:
-        turn = await session.start(prompt("escalate-inside"), cwd=git_repo)
+    """The command names no path, so no reading of it could tell it writes the home folder."""
+    approver = PolicyApprover(policy, workspace=git_repo)
+    env = {"HOME": str(home)}
+    async with CodexSession(codex_config, env=env, approver=approver) as session:
+        turn = await session.start(prompt("escalate-home"), cwd=git_repo)
 
-    assert (git_repo / "approved.txt").exists()
+    assert not (home / MARKER).exists()
     [record] = turn.approvals
-    assert record.request.kind == "exec"
-    assert record.request.command_text == "touch approved.txt"
-    assert record.request.cwd == git_repo
-    assert record.answer.approved
-    assert [(c.command, c.exit_code) for c in turn.commands] == [("touch approved.txt", 0)]
-
-
-async def test_an_escalation_outside_the_workspace_is_denied_and_does_not_run(
-    codex_config: CodexServerConfig, git_repo: Path
-) -> None:
-    approver = PolicyApprover(CommandPolicy.ALLOW_IN_WORKSPACE, workspace=git_repo)
-    async with CodexSession(codex_config, approver=approver) as session:
-        turn = await session.start(prompt("escalate-outside"), cwd=git_repo)
-
-    assert not (git_repo.parent / "outside.txt").exists()
-    [record] = turn.approvals
-    assert not record.answer.approved
-    assert "outside the workspace" in record.answer.reason
+    assert record.request.kind == "exec" and not record.answer.approved
     assert not [e for e in turn.events if isinstance(e, ExecCommandBegin)]
-    assert [(c.command, c.status, c.exit_code) for c in turn.commands] == [
-        ("touch ../outside.txt", "denied", None)
+    [command] = turn.commands
+    assert (command.status, command.exit_code) == ("denied", None)
+    assert command.reason == record.answer.reason
+    assert command.reason and "denied" in command.reason
+    assert turn.text == "asked to write the marker"  # the turn went on after the denial
+
+
+async def test_an_escalation_a_person_approves_runs_outside_the_sandbox(
+    codex_config: CodexServerConfig, git_repo: Path, home: Path
+) -> None:
+    asked: list[ApprovalRequest] = []
+
+    async def person(request: ApprovalRequest) -> ApprovalAnswer:
+        asked.append(request)
+        return ApprovalAnswer(approved=True, reason="approved by alice")
+
+    approver = PolicyApprover(
+        CommandPolicy.PATCHES_IN_WORKSPACE, workspace=git_repo, escalate=person
+    )
+    env = {"HOME": str(home)}
+    async with CodexSession(codex_config, env=env, approver=approver) as session:
+        turn = await session.start(prompt("escalate-home"), cwd=git_repo)
+
+    # The home folder is read-only inside the sandbox: only an unsandboxed command wrote it.
+    assert (home / MARKER).read_text() == "x"
+    assert [r.command_text for r in asked] == [
+        "python3 -c \"import pathlib; (pathlib.Path.home() / 'marker-escalated').write_text('x')\""
     ]
-    assert turn.text == "asked to touch ../outside.txt"  # the turn went on after the denial
+    assert [(c.status, c.exit_code) for c in turn.commands] == [("completed", 0)]
 
 
 async def test_the_deny_policy_refuses_even_inside_the_workspace(
@@ -132,7 +156,7 @@ async def test_untrusted_asks_before_an_ordinary_command_and_a_person_decides(
         asked.append(request.command_text)
         return ApprovalAnswer(approved=True, reason="looks fine")
 
-    approver = PolicyApprover(CommandPolicy.ESCALATE, workspace=git_repo, escalate=person)
+    approver = PolicyApprover(CommandPolicy.ASK_PERSON, workspace=git_repo, escalate=person)
     async with CodexSession(codex_config, approver=approver) as session:
         turn = await session.start(prompt("untrusted"), cwd=git_repo, approval_policy="untrusted")
 

@@ -157,8 +157,13 @@ async def test_approvals_reach_codex_as_its_decisions_and_denials_are_recorded(
         await call.ask(["touch", "../outside.txt"])
         return "asked twice"
 
+    async def person(request: ApprovalRequest) -> ApprovalAnswer:
+        if request.command_text == "touch inside.txt":
+            return ApprovalAnswer(approved=True, reason="fine")
+        return ApprovalAnswer(approved=False, reason="not outside the workspace")
+
     fake = FakeCodex(answer)
-    approver = PolicyApprover(CommandPolicy.ALLOW_IN_WORKSPACE, workspace=tmp_path)
+    approver = PolicyApprover(CommandPolicy.ASK_PERSON, workspace=tmp_path, escalate=person)
     async with CodexSession(config(), streams=fake.streams, approver=approver) as session:
         turn = await session.start("x", cwd=tmp_path)
 
@@ -168,8 +173,10 @@ async def test_approvals_reach_codex_as_its_decisions_and_denials_are_recorded(
     assert inside.answer.approved and not outside.answer.approved
     decisions = fake.calls[0].decisions
     assert decisions[0] == "approved"
-    assert "outside the workspace" in decisions[1]["denied"]["rejection"]
-    assert [(c.command, c.status) for c in turn.commands] == [("touch ../outside.txt", "denied")]
+    assert decisions[1] == {"denied": {"rejection": "not outside the workspace"}}
+    assert [(c.command, c.status, c.reason) for c in turn.commands] == [
+        ("touch ../outside.txt", "denied", "not outside the workspace")
+    ]
 
 
 async def test_an_approver_that_never_answers_is_a_denial_within_the_call_deadline(

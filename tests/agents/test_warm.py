@@ -166,7 +166,7 @@ async def test_approvals_are_decided_in_the_calling_task_context(
         seen.append(caller.get())
         return ApprovalAnswer(approved=True, reason="ok")
 
-    approver = PolicyApprover(CommandPolicy.ESCALATE, workspace=git_repo, escalate=person)
+    approver = PolicyApprover(CommandPolicy.ASK_PERSON, workspace=git_repo, escalate=person)
     pool = WarmSessions(Recorder(codex_config, approver=approver))
     pool.prepare(1)
     caller.set("the calling task")

@@ -30,11 +30,12 @@ from devstack.vault import DevVault
 from flows.approvals import run_with_client, waiting_gates
 from orchestrator.cli import main
 from orchestrator.credentials import DEFAULT_SECRET_ID_ENV
+from orchestrator.lifecycle import RunHandle
 from orchestrator.runstore import load_manifest
 from orchestrator.settings import Settings
 from orchestrator.workspace import Workspace
 from schemas import RunManifest, WaitingGate
-from tests.conftest import EXAMPLES, free_port
+from tests.conftest import EXAMPLES, free_port, sample_manifest
 
 HERE = Path(__file__).resolve().parent
 TASKS = HERE / "tasks"
@@ -268,3 +269,11 @@ def gate_stack(
             if run.process.poll() is None:
                 run.process.kill()
                 run.process.wait(timeout=10)
+
+
+@pytest.fixture
+def handle(workspace: Workspace) -> RunHandle:
+    """A run just started in a fresh workspace, for gates without servers."""
+    manifest = sample_manifest(run_id="gates-unit")
+    workspace.store.create(manifest, actor="test")
+    return RunHandle(workspace, manifest.task_id, manifest.run_id)

@@ -29,7 +29,9 @@ def test_an_approved_command_runs_and_a_denied_one_does_not(gate_stack: GateStac
 
     allowed = gate_stack.wait_for_gate(run, "command")
     assert allowed.notice.approval_id == "command-rp-build-escalated-allowed-0"
-    assert allowed.notice.summary.startswith("command: python -c \"open('allowed-marker.txt'")
+    assert allowed.notice.summary.startswith(
+        "command OUTSIDE the sandbox: python -c \"open('allowed-marker.txt'"
+    )
     assert allowed.flow_run_name.startswith("build ")  # the build subflow pauses
     approved = gate_stack.cli(
         "approve", run.run_id, "--gate", "command", "--approver", "Ops", "--reason", "fine"
@@ -71,10 +73,37 @@ def test_an_approved_command_runs_and_a_denied_one_does_not(gate_stack: GateStac
         Channel.CLI,
     )
     assert (second.decision, second.reason) == (Decision.REJECT, "no markers outside the sandbox")
+    assert (first.left_sandbox, second.left_sandbox) == (True, False)
+    assert "runs with the worker's full access" in first.shown
     assert "allowed-marker.txt" in first.shown
     assert f"work/escalated-commands/{run.run_id}/subtasks/allowed" in first.shown  # the cwd
     assert first.timeout_seconds == 120
     policy = manifest.approval_policy
-    assert policy is not None and policy.commands.value == "escalate"
+    assert policy is not None and policy.commands.value == "ask_person"
     handover = manifest.approval("handover")
     assert handover is not None and handover.channel is Channel.CLI
+    assert not handover.left_sandbox
+
+
+def test_under_the_dev_defaults_an_escalated_command_is_denied_without_asking(
+    gate_stack: GateStack,
+) -> None:
+    """No one is asked in an unattended run: the command never runs, the manifest says why."""
+    run = gate_stack.start("escalated-commands-unattended.yaml", "unattended")
+    assert run.wait() == 0, run.output()
+    manifest = gate_stack.manifest(run.run_id)
+    assert manifest.status is RunStatus.SUCCEEDED
+    assert manifest.approval_policy is not None
+    assert manifest.approval_policy.source == "env dev defaults"
+    assert all(a.gate is not Gate.COMMAND for a in manifest.approvals)  # no one was asked
+    assert not any(a.left_sandbox for a in manifest.approvals)
+    allowed_step = manifest.step("build-allowed")
+    assert allowed_step is not None
+    [command] = allowed_step.commands
+    assert command.status == "denied"
+    assert command.reason == (
+        "no person is asked in an unattended run (env dev defaults) (an approved command "
+        "would run outside the sandbox): denied"
+    )
+    assert manifest.result is not None and manifest.result.branch is not None
+    assert "allowed-marker.txt" not in files_on(run.repo, manifest.result.branch)

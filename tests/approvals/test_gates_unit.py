@@ -10,13 +10,14 @@ from prefect._internal.pydantic.v2_schema import create_v2_schema
 from prefect.utilities import schema_tools
 from typer.testing import CliRunner
 
-from agents.approvals import ApprovalRequest
+from agents.approvals import ApprovalAnswer, ApprovalRequest
 from flows._runtime import ESCALATION_GRACE_SECONDS, command_approver
 from flows.approvals import select_gate
 from flows.gates import ApprovalForm, CommandEscalation, answer_of, form_input
 from orchestrator.approvals import (
     command_approval_id,
     command_markdown,
+    command_summary,
     gate_summary,
     handover_markdown,
     plan_markdown,
@@ -26,8 +27,7 @@ from orchestrator.approvals import (
 )
 from orchestrator.cli import app
 from orchestrator.exceptions import ApprovalError, InvalidInputError
-from orchestrator.lifecycle import RunHandle
-from orchestrator.workspace import Workspace
+from orchestrator.lifecycle import RunHandle, resolve_policy
 from schemas import (
     ApprovalDecision,
     ApprovalPolicy,
@@ -38,12 +38,13 @@ from schemas import (
     GateMode,
     GateNotice,
     RunResult,
+    TaskSpec,
     WaitingGate,
     check_safe_id,
     schema_errors,
     utc_now,
 )
-from tests.conftest import sample_manifest
+from tests.helpers.markdown import cells, visible_text
 
 
 def form_schema() -> dict[str, object]:
@@ -121,13 +122,6 @@ def test_command_approval_ids_keep_call_ids_apart() -> None:
     check_safe_id(command_approval_id(None))
 
 
-@pytest.fixture
-def handle(workspace: Workspace) -> RunHandle:
-    manifest = sample_manifest(run_id="gates-unit")
-    workspace.store.create(manifest, actor="test")
-    return RunHandle(workspace, manifest.task_id, manifest.run_id)
-
-
 def test_a_command_gate_shows_the_command_its_cwd_and_why(handle: RunHandle) -> None:
     shown = command_markdown(
         handle,
@@ -137,9 +131,10 @@ def test_a_command_gate_shows_the_command_its_cwd_and_why(handle: RunHandle) -> 
         asked_by="builder slugify",
     )
     assert "````sh\necho ```tricky``` | tee /etc/x\n````" in shown  # a fence it cannot close
-    assert "| working directory | `/work/tree` |" in shown
-    assert "| why, says the agent | needs /etc |" in shown
-    assert "`builder slugify` asks to run a command" in shown
+    assert cells(shown) == ["working directory", "/work/tree", "why, says the agent", "needs /etc"]
+    assert "builder slugify asks to run a command outside its sandbox" in " ".join(
+        visible_text(shown).split()
+    )
     assert handle.label in shown
 
 
@@ -148,7 +143,8 @@ def test_the_plan_gate_shows_a_table_that_fits_the_form(handle: RunHandle) -> No
         handle, "Two helpers.", [("slugify", "Add slugify", "a == b; c", "x.py, y.py")]
     )
     assert "| subtask | title |\n|---|---|\n| `slugify` | Add slugify |" in shown
-    assert "- `slugify`: must hold: a == b; c; files: x.py, y.py" in shown
+    assert cells(shown) == ["slugify", "Add slugify"]
+    assert "slugify : must hold: a == b; c; files: x.py, y.py" in visible_text(shown)
 
 
 def test_the_handover_gate_shows_branch_tests_verdict_and_diff_stat(handle: RunHandle) -> None:
@@ -236,7 +232,7 @@ def test_the_command_approver_asks_a_person_within_the_policy_timeout(
     policy = ApprovalPolicy(
         plan=GateMode.AUTO,
         handover=GateMode.AUTO,
-        commands=CommandPolicy.ESCALATE,
+        commands=CommandPolicy.ASK_PERSON,
         plan_timeout_seconds=60,
         handover_timeout_seconds=60,
         command_timeout_seconds=120,
@@ -249,6 +245,56 @@ def test_the_command_approver_asks_a_person_within_the_policy_timeout(
     short = replay_config("http://127.0.0.1:1/v1", call_timeout_seconds=30)
     assert command_approver(handle, policy, short).escalate.timeout_seconds == 30  # type: ignore[union-attr]
     assert command_approver(handle, None, short).policy is CommandPolicy.DENY
+
+
+@pytest.mark.anyio
+async def test_under_the_dev_defaults_a_command_is_denied_and_why_is_said(
+    handle: RunHandle,
+) -> None:
+    from devstack.replay import replay_config
+
+    spec = TaskSpec.model_validate({"id": "t", "title": "t", "goal": "g", "target": {"repo": "."}})
+    policy = resolve_policy(spec, "dev")
+    approver = command_approver(handle, policy, replay_config("http://127.0.0.1:1/v1"))
+    assert approver.escalate is None  # an unattended run asks no one
+    answer = await approver(ApprovalRequest(kind="exec", command=["true"], cwd=handle.work_dir))
+    assert answer == ApprovalAnswer(
+        approved=False,
+        reason="no person is asked in an unattended run (env dev defaults) (an approved "
+        "command would run outside the sandbox): denied",
+    )
+    assert handle.read().approvals == []
+
+
+def test_an_approved_command_is_recorded_as_leaving_the_sandbox(handle: RunHandle) -> None:
+    approve = ApprovalDecision(decision=Decision.APPROVE, approver="ops", channel=Channel.CLI)
+    reject = ApprovalDecision(
+        decision=Decision.REJECT, approver="ops", reason="no", channel=Channel.CLI
+    )
+    for approval_id, gate in [("command-a", Gate.COMMAND), ("command-b", Gate.COMMAND)]:
+        request_approval(handle, approval_id, gate, shown="x", timeout_seconds=9, flow_run_id=None)
+    request_approval(handle, "plan", Gate.PLAN, shown="p", timeout_seconds=9, flow_run_id=None)
+    record_decision(handle, "command-a", approve, sandbox_exit=True)
+    record_decision(handle, "command-b", reject, sandbox_exit=True)
+    record_decision(handle, "plan", approve)
+    manifest = handle.read()
+    left = {a.id: a.left_sandbox for a in manifest.approvals}
+    assert left == {"command-a": True, "command-b": False, "plan": False}
+    assert schema_errors("run-manifest", manifest.model_dump(mode="json")) is None
+    decided = [e.detail for e in handle.workspace.audit.read() if e.event == "approval.decided"]
+    assert [d["left_sandbox"] for d in decided] == [True, False, False]
+
+
+def test_an_exec_gate_says_an_approved_command_runs_outside_the_sandbox(
+    handle: RunHandle,
+) -> None:
+    shown = command_markdown(handle, command="make", cwd="/w", justification="build")
+    assert "outside its sandbox" in shown
+    assert "with the worker's full access" in shown
+    patch = command_markdown(handle, command="", cwd="/w", kind="patch", files=["a.py"])
+    assert "outside its sandbox" not in patch
+    assert command_summary("make  all", "/w").startswith("command OUTSIDE the sandbox: make all")
+    assert command_summary("a.py", None, kind="patch") == "patch: a.py"
 
 
 def waiting(approval_id: str, gate: Gate, summary: str = "") -> WaitingGate:

@@ -83,7 +83,7 @@ def test_start_records_the_task_as_it_was_with_mode_and_policy(
     assert manifest.mode is not None and manifest.mode.mode is ExecutionMode.MCP
     policy = manifest.approval_policy
     assert policy is not None
-    assert (policy.plan, policy.commands) == (GateMode.AUTO, CommandPolicy.ALLOW_IN_WORKSPACE)
+    assert (policy.plan, policy.commands) == (GateMode.AUTO, CommandPolicy.PATCHES_IN_WORKSPACE)
     assert policy.source == "env dev defaults"
     assert [e.event for e in workspace.audit.read()] == ["manifest.created"]
 
@@ -96,7 +96,7 @@ def test_an_unknown_environment_gets_the_strict_gates(
     assert (policy.plan, policy.handover, policy.commands) == (
         GateMode.REQUIRED,
         GateMode.REQUIRED,
-        CommandPolicy.ESCALATE,
+        CommandPolicy.ASK_PERSON,
     )
 
 
@@ -116,6 +116,49 @@ def test_bad_input_is_refused_and_nothing_is_written(
         start_run(workspace, task_file=task_file, env="dev")
     assert runs_on_disk(workspace) == []
     assert list(workspace.audit.read()) == []
+
+
+def test_a_target_inside_a_runs_worktrees_is_refused(workspace: Workspace, task_file: Path) -> None:
+    """A target (here inside an earlier run's worktrees) that agents' sandboxes can write."""
+    earlier = start_run(workspace, task_file=task_file, env="dev")
+    folder = earlier.work_dir / "subtasks"
+    folder.mkdir(parents=True)
+    inside = task_beside_repo(folder, TASK)
+    before = runs_on_disk(workspace)
+
+    with pytest.raises(InvalidInputError) as refused:
+        start_run(workspace, task_file=inside, env="dev")
+    assert str(refused.value) == (
+        f"the target repository {folder / 'repo'} lies inside {earlier.work_dir}, the "
+        f"worktrees of run {earlier.run_id}, which agents' sandboxes can write; use a "
+        "target repository elsewhere"
+    )
+    assert runs_on_disk(workspace) == before
+
+
+def test_a_target_beside_the_runs_in_work_is_taken(workspace: Workspace) -> None:
+    """``work/sample-repo`` (as ``orchestrator demo`` makes it) is no run's worktree."""
+    folder = workspace.settings.work_dir
+    folder.mkdir(parents=True)
+    start_run(workspace, task_file=task_beside_repo(folder, TASK), env="dev")
+
+
+def test_a_target_whose_git_folder_agents_could_write_is_refused(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """A linked worktree outside, whose common git folder (hooks, config) lies inside the
+    worktrees of the run that is starting."""
+    inside = workspace.settings.work_dir / "demo" / "run-1"
+    inside.mkdir(parents=True)
+    task_beside_repo(inside, TASK)
+    linked = tmp_path / "linked"
+    git(inside / "repo", "worktree", "add", "-q", "-b", "side", str(linked / "repo"))
+    task_file = linked / "demo.yaml"
+    task_file.write_text(TASK)
+
+    with pytest.raises(InvalidInputError, match=r"^its git folder .*/run-1/repo/\.git lies inside"):
+        start_run(workspace, task_file=task_file, env="dev", run_id="run-1")
+    assert runs_on_disk(workspace) == []
 
 
 def test_a_run_id_that_exists_is_refused_and_the_run_kept(
