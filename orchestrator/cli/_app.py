@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from orchestrator.exceptions import InvalidInputError, OrchestratorError
 
@@ -40,8 +41,8 @@ def main() -> None:
     try:
         app()
     except InvalidInputError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_BAD_INPUT)
     except OrchestratorError as exc:
-        err_console.print(f"[red]failed:[/red] {exc}", highlight=False)
+        err_console.print(f"[red]failed:[/red] {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_FAILURE)

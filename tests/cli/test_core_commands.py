@@ -137,3 +137,10 @@ def test_what_the_cli_prints_passes_through_the_redactor(cli: Cli, tmp_path: Pat
     assert result.returncode == 0, result.stderr
     assert f"target repository: {tmp_path}/***" in result.stdout
     assert token not in result.stdout + result.stderr
+
+
+def test_an_error_message_is_printed_as_written_not_as_markup(cli: Cli, tmp_path: Path) -> None:
+    missing = tmp_path / "[bold]task[/bold].yaml"
+    result = cli("validate", str(missing))
+    assert result.returncode == 2
+    assert f"{missing}: no such file" in result.stderr
