@@ -7,7 +7,7 @@
 - :func:`run_planner`, :func:`run_builder`, :func:`run_tester`, :func:`run_reviewer`
   are the roles; each returns a :class:`RoleOutcome` with a validated output.
 - :class:`PolicyApprover` answers codex's exec/patch approval requests.
-- :mod:`devstack.replay` is the offline replay model provider.
+- The offline replay model provider is not here: it is dev tooling (:mod:`devstack.replay`).
 
 Importing this package starts nothing.
 """
