@@ -29,7 +29,7 @@ from .literal import md_cell, md_code, md_fence, md_text, terminal_text
 
 TIMEOUT_REASON = "timeout"
 COMMAND_PREFIX = "command-"
-_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_PREFECT_KEY_UNSAFE = re.compile(r"[^a-z0-9-]+")
 _MAX_ID = 64
 
 
@@ -193,18 +193,21 @@ def handover_markdown(manifest: RunManifest) -> str:
 
 
 def command_approval_id(call_id: str | None) -> str:
-    """The approval id of codex's request ``call_id``: ``command-<call id>``, always a safe id.
+    """The approval id of codex's request ``call_id``: ``command-<call id>``, always a safe id
+    that Prefect also takes as a flow-run input key (lowercase letters, digits, dashes).
 
-    Characters a safe id may not hold become ``-``; an id too long for one is shortened
-    to a hash of it, so two long call ids stay apart. Without a call id: a random one.
+    Other characters become ``-`` and a short hash of the call id is added, so ``call_A``
+    and ``call-a`` stay apart; an id too long is shortened to a hash of it. Without a call
+    id: a random one.
     """
     if not call_id:
         return COMMAND_PREFIX + uuid.uuid4().hex[:16]
-    cleaned = _UNSAFE_CHARS.sub("-", call_id).strip("-.")
-    while ".." in cleaned:
-        cleaned = cleaned.replace("..", ".")
-    if not cleaned or len(COMMAND_PREFIX) + len(cleaned) > _MAX_ID:
-        cleaned = hashlib.sha256(call_id.encode()).hexdigest()[:32]
+    digest = hashlib.sha256(call_id.encode()).hexdigest()
+    cleaned = _PREFECT_KEY_UNSAFE.sub("-", call_id.lower()).strip("-")
+    if cleaned != call_id:
+        cleaned = f"{cleaned}-{digest[:8]}".lstrip("-")
+    if len(COMMAND_PREFIX) + len(cleaned) > _MAX_ID:
+        cleaned = digest[:32]
     return COMMAND_PREFIX + cleaned
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from uuid import uuid4
 
@@ -106,17 +107,20 @@ def test_the_form_leaves_decision_and_approver_to_fill_in() -> None:
 
 @pytest.mark.parametrize(
     "call_id",
-    ["call_abc123", "rp-build-x-0", "a/b c", "..x..", "x" * 200, "-._", "é"],
+    ["call_abc123", "call_AbC9", "rp-build-x-0", "a/b c", "..x..", "x" * 200, "-._", "é"],
 )
 def test_command_approval_ids_are_safe(call_id: str) -> None:
     approval_id = command_approval_id(call_id)
     assert approval_id.startswith("command-")
     assert check_safe_id(approval_id) == approval_id
     assert command_approval_id(call_id) == approval_id  # the same request, the same id
+    assert re.fullmatch(r"[a-z0-9-]+", approval_id)  # Prefect's flow-run input keys
 
 
 def test_command_approval_ids_keep_call_ids_apart() -> None:
-    assert command_approval_id("call_1") == "command-call_1"
+    assert command_approval_id("rp-build-x-0") == "command-rp-build-x-0"
+    assert command_approval_id("call_1").startswith("command-call-1-")
+    assert command_approval_id("call_A") != command_approval_id("call-a")
     assert command_approval_id("x" * 100 + "a") != command_approval_id("x" * 100 + "b")
     assert command_approval_id(None) != command_approval_id(None)
     check_safe_id(command_approval_id(None))
