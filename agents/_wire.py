@@ -15,6 +15,7 @@ drops codex's ``codex_*`` fields. Wrapping the streams the SDK reads keeps both 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -40,11 +41,12 @@ class WireTap(Protocol):
         """A ``tools/call`` request of ours, seen before it is written."""
 
 
-class _Closable:
+class _Closable(ABC):
     """``async with`` closes the stream."""
 
+    @abstractmethod
     async def aclose(self) -> None:
-        raise NotImplementedError
+        """Close the stream."""
 
     async def __aenter__(self) -> Self:
         return self

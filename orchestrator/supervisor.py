@@ -36,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,13 +88,14 @@ class ProcessRef:
         return is_same_process(self.pid, self.start_ticks)
 
 
-class Stoppable:
+class Stoppable(ABC):
     """Something we start and must stop: ``with`` starts it (:meth:`_enter`) and stops it."""
 
+    @abstractmethod
     def stop(self) -> object:
-        raise NotImplementedError
+        """Stop it (idempotent); what that returns is the subclass's."""
 
-    def _enter(self) -> None:
+    def _enter(self) -> None:  # noqa: B027 - a hook with a default, not abstract
         """What entering ``with`` does first (default: nothing; it is already started)."""
 
     def __enter__(self) -> Self:
