@@ -13,44 +13,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from schemas import Channel, Decision, RunStatus
+from tests.helpers.browser import browser_page, chromium, form_field
 
 from .conftest import GateStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless=new",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "approval-form.png"
-UI_TIMEOUT_MS = 60_000
+UI_TIMEOUT_MS = 90_000
 
 
 @pytest.fixture
 def page() -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        browser: Browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 1000})
-            context.set_default_timeout(30_000)
-            yield context.new_page()
-        finally:
-            browser.close()
-
-
-def form_field(page: Page, dialog: Locator, label: str) -> Locator:
-    """The schema form property whose label starts with ``label``."""
-    name = page.locator(".schema-form-property__label", has_text=label)
-    return dialog.locator(".schema-form-property").filter(has=name)
+    with chromium() as browser, browser_page(browser, 1280, 1000) as page:
+        yield page
 
 
 def test_an_approver_approves_the_plan_in_the_prefect_ui(
@@ -67,10 +46,10 @@ def test_an_approver_approves_the_plan_in_the_prefect_ui(
     expect(dialog.get_by_text("Approve the plan of")).to_be_visible()
     expect(dialog.get_by_role("cell", name="slugify", exact=True)).to_be_visible()
     # The select opens from its icon (a click on its face only focuses it).
-    form_field(page, dialog, "Decision").locator(".p-select-button__icon").click()
+    form_field(dialog, page, "Decision").locator(".p-select-button__icon").click()
     page.get_by_role("option", name="approve").click()
-    form_field(page, dialog, "Approver").locator("textarea").fill("Ada Lovelace")
-    form_field(page, dialog, "Reason").locator("textarea").fill("two small helpers, as asked")
+    form_field(dialog, page, "Approver").locator("textarea").fill("Ada Lovelace")
+    form_field(dialog, page, "Reason").locator("textarea").fill("two small helpers, as asked")
     shot = tmp_path / "approval-form.png"
     page.screenshot(path=shot)
     if os.environ.get("ORCHESTRATOR_UPDATE_SCREENSHOTS") == "1":

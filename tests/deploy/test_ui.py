@@ -18,49 +18,32 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
 from schemas import RunStatus
+from tests.helpers.browser import browser_page, chromium, form_field
 
 from .conftest import Served
 from .helpers import approval_task, manifest_of, prefect_client, wait_final
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 UI_TIMEOUT_MS = 90_000
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    context.set_default_timeout(30_000)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
+    with browser_page(browser, 1400, 900) as page:
+        yield page
 
 
 class Screenshots:
@@ -92,8 +75,8 @@ def runs_of(served: Served, deployment_id: UUID) -> list[UUID]:
 
 
 def new_run(served: Served, deployment_id: UUID, known: set[UUID]) -> UUID:
-    """The one flow run of the deployment not in ``known`` (waits up to 15 s)."""
-    deadline = time.monotonic() + 15
+    """The one flow run of the deployment not in ``known`` (waits up to UI_TIMEOUT_MS)."""
+    deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
     while True:
         new = [run for run in runs_of(served, deployment_id) if run not in known]
         if new:
@@ -101,12 +84,6 @@ def new_run(served: Served, deployment_id: UUID, known: set[UUID]) -> UUID:
             return new[0]
         assert time.monotonic() < deadline, "the form created no flow run"
         time.sleep(0.2)
-
-
-def form_field(scope: Page | Locator, page: Page, label: str) -> Locator:
-    """A schema form's property whose label starts with ``label``."""
-    name = page.locator(".schema-form-property__label", has_text=label)
-    return scope.locator(".schema-form-property").filter(has=name)
 
 
 def test_custom_run_from_the_ui_is_approved_and_completes(
@@ -161,8 +138,10 @@ def start_custom_run(
     shots.take(page, "custom-run-form")
     known = set(runs_of(served, deployment_id))
     page.get_by_role("button", name="Submit").click()
-    page.wait_for_url(re.compile(r"/deployments/deployment/[^/?]+(\?.*)?$"))
+    # The form validates the parameters on the server, creates the run, then navigates:
+    # on a busy machine each of those can take long, so wait on the run itself first.
     flow_run_id = new_run(served, deployment_id, known)
+    page.wait_for_url(re.compile(r"/deployments/deployment/[^/?]+(\?.*)?$"), timeout=UI_TIMEOUT_MS)
     # The deployment page lists the new run (its list does not poll: reload it, as a user
     # would, when the run came after the page had loaded).
     run_link = page.locator(f"a[href$='/runs/flow-run/{flow_run_id}']").first
