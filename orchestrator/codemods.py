@@ -1,10 +1,12 @@
 """Deterministic edits: run a library codemod in a worktree and record what it changed.
 
-A libcst codemod runs as a command of its own (``orchestrator._libcst_runner``), in the
-worktree, with a minimal environment (no secrets from ours), over the tracked files its
-entry's globs select. The result is the command record (with its exit code) and the
-diff it left, ready for a manifest step. A codemod that fails or times out leaves the
-worktree as it found it. Running it in the sandbox is a later step.
+A codemod runs as a command of its own, in the worktree, with a minimal environment (no
+secrets from ours), over the tracked files its entry's globs select: a libcst codemod
+through ``orchestrator._libcst_runner`` (file names on stdin), a jscodeshift transform
+through the pinned jscodeshift (:mod:`orchestrator.library_tools`). The result is the
+command record (with its exit code) and the diff it left, ready for a manifest step. A
+codemod that fails or times out leaves the worktree as it found it. Running it in the
+sandbox is a later step.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from schemas import CommandRecord, LibraryEntry, LibraryKind, LibraryTool
 from .exceptions import InvalidInputError, LibraryError
 from .gitops import git
 from .library import checked_script
+from .library_tools import tool_executable
 
 RUNNER_MODULE = "orchestrator._libcst_runner"
-DEFAULT_GLOBS = {"python": "**/*.py"}
-# What the codemod's process inherits: enough to run Python, nothing else of ours.
+DEFAULT_GLOBS = {"python": "**/*.py", "javascript": "**/*.js", "typescript": "**/*.ts"}
+# What a library tool's process inherits: enough to run Python or node, nothing of ours.
 KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
 OUTPUT_LIMIT = 20_000
+SKIPPED = "skipped"  # the status of a tool run that had no file to work on
+CODEMOD_TOOLS = frozenset({LibraryTool.LIBCST, LibraryTool.JSCODESHIFT})
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ class CodemodOutcome:
 
     @property
     def ok(self) -> bool:
-        return self.command.exit_code == 0
+        return self.command.exit_code == 0 or self.command.status == SKIPPED
 
 
 def run_codemod(
@@ -55,26 +60,37 @@ def run_codemod(
     worktree: Path,
     args: Sequence[str] = (),
     python: str = sys.executable,
+    node_tools: Path | None = None,
 ) -> CodemodOutcome:
-    """Run a libcst codemod entry over the worktree's matching tracked files.
+    """Run a codemod entry over the worktree's matching tracked files.
 
     Args:
-        entry: A ``codemod`` entry with tool ``libcst``.
+        entry: A ``codemod`` entry with tool ``libcst`` or ``jscodeshift``.
         library_root: The folder its ``run.script`` is relative to (the index's folder).
         worktree: A git worktree without uncommitted changes, so the diff is the codemod's.
         args: Arguments for this use (after the entry's own ``run.args``).
-        python: The interpreter that runs it (one with libcst and this package).
+        python: The interpreter that runs a libcst codemod (one with libcst and this
+            package).
+        node_tools: The folder jscodeshift is installed in (``Settings.node_tools_path``);
+            needed for jscodeshift entries.
 
     Raises:
-        LibraryError: not a libcst codemod, or its script is missing or changed since
-            the entry recorded its hash.
+        LibraryError: not a codemod of those tools, its script is missing or changed
+            since the entry recorded its hash, or its tool is not installed.
         InvalidInputError: the worktree has uncommitted changes.
     """
     script = _checked_script(entry, library_root)
     _require_clean(worktree)
-    argv = [python, "-m", RUNNER_MODULE, str(script), *entry.run.args, *args]
     files = matching_files(worktree, entry)
-    record, output = _run(argv, worktree, files, timeout=entry.run.timeout_seconds)
+    if not files:
+        return _nothing_to_do(entry, worktree)
+    if entry.tool is LibraryTool.LIBCST:
+        argv = [python, "-m", RUNNER_MODULE, str(script), *entry.run.args, *args]
+    else:
+        argv = [*_jscodeshift(node_tools), f"--transform={script}", *entry.run.args, *args]
+    stdin = "".join(f"{name}\n" for name in files)  # both read the file names from stdin
+    record, output = run_tool(argv, worktree, stdin, timeout=entry.run.timeout_seconds)
+    output = output[-OUTPUT_LIMIT:]
     if record.exit_code != 0:  # all or nothing: a failed edit leaves no trace
         _restore(worktree)
     changed = git(worktree, "diff", "--name-only").splitlines()
@@ -82,6 +98,12 @@ def run_codemod(
     return CodemodOutcome(
         entry=entry.ref, command=record, changed=changed, diff=diff, output=output
     )
+
+
+def _nothing_to_do(entry: LibraryEntry, worktree: Path) -> CodemodOutcome:
+    record = CommandRecord(command=f"{entry.ref} (not run)", cwd=str(worktree), status=SKIPPED)
+    output = "no tracked file matches its globs"
+    return CodemodOutcome(entry=entry.ref, command=record, changed=[], diff="", output=output)
 
 
 def matching_files(worktree: Path, entry: LibraryEntry) -> list[str]:
@@ -110,14 +132,22 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
 
 
 def _checked_script(entry: LibraryEntry, library_root: Path) -> Path:
-    if entry.kind is not LibraryKind.CODEMOD or entry.tool is not LibraryTool.LIBCST:
+    if entry.kind is not LibraryKind.CODEMOD or entry.tool not in CODEMOD_TOOLS:
         raise LibraryError(
-            f"{entry.ref} is a {entry.tool.value} {entry.kind.value}; only libcst codemods "
-            "run here so far",
+            f"{entry.ref} is a {entry.tool.value} {entry.kind.value}; codemods run "
+            "through libcst or jscodeshift",
             entry=entry.ref,
         )
     script, _ = checked_script(entry, library_root)
     return script.resolve()
+
+
+def _jscodeshift(node_tools: Path | None) -> list[str]:
+    if node_tools is None:
+        raise LibraryError("jscodeshift codemods need the node tools folder (node_tools=)")
+    executable = tool_executable(LibraryTool.JSCODESHIFT, node_tools=node_tools)
+    # In-band: one process, so a timeout kills the whole transform; errors fail the run.
+    return [str(executable), "--run-in-band", "--fail-on-error", "--no-babel", "--stdin"]
 
 
 def _require_clean(worktree: Path) -> None:
@@ -129,16 +159,19 @@ def _require_clean(worktree: Path) -> None:
         )
 
 
-def _run(
-    argv: list[str], cwd: Path, files: list[str], *, timeout: int
-) -> tuple[CommandRecord, str]:
+def run_tool(argv: list[str], cwd: Path, stdin: str, *, timeout: int) -> tuple[CommandRecord, str]:
+    """Run a library tool's command in ``cwd`` with a minimal environment.
+
+    Returns its record (exit code, or none and ``timed_out``) and its output (stdout,
+    then stderr).
+    """
     env = {name: os.environ[name] for name in KEPT_ENV if name in os.environ}
     env.update(PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
     started = time.monotonic()
     try:
         completed = subprocess.run(
             argv,
-            input="".join(f"{name}\n" for name in files),
+            input=stdin,
             capture_output=True,
             text=True,
             cwd=cwd,
@@ -159,7 +192,7 @@ def _run(
         status=status,
         duration_ms=int((time.monotonic() - started) * 1000),
     )
-    return record, output[-OUTPUT_LIMIT:]
+    return record, output
 
 
 def _text(data: bytes | str | None) -> str:

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
         default=None,
         description="The learning library's index (default: <home>/library/index.yaml).",
     )
+    node_tools: Path | None = Field(
+        default=None,
+        description="Where npm installed jscodeshift and eslint (default: <home>/tools/node).",
+    )
 
     @property
     def runs_dir(self) -> Path:
@@ -37,6 +41,10 @@ class Settings(BaseSettings):
     @property
     def library_index_path(self) -> Path:
         return self.library_index or self.home / "library" / "index.yaml"
+
+    @property
+    def node_tools_path(self) -> Path:
+        return self.node_tools or self.home / "tools" / "node"
 
     @property
     def work_dir(self) -> Path:

@@ -60,7 +60,15 @@ from .manifest import (
     TaskSnapshot,
     TokenUsage,
 )
-from .outputs import BuildReport, Plan, ReviewVerdict, TestReport, Verdict
+from .outputs import (
+    BuildReport,
+    LintFinding,
+    LintReport,
+    Plan,
+    ReviewVerdict,
+    TestReport,
+    Verdict,
+)
 from .spec import (
     INACTIVE_SPEC_STATUSES,
     SpecFinding,
@@ -124,6 +132,8 @@ __all__ = [
     "LibraryRun",
     "LibraryScope",
     "LibraryTool",
+    "LintFinding",
+    "LintReport",
     "ModeDecision",
     "ModelCatalogEntry",
     "ModelProvider",

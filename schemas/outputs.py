@@ -45,6 +45,27 @@ class TestReport(StrictModel):
     summary: str = Field(default="", max_length=4000)
 
 
+class LintFinding(StrictModel):
+    """One problem a library linter found, where it is and which rule says so."""
+
+    path: str = Field(description="Relative to the worktree.")
+    line: int | None = Field(default=None, ge=0)
+    column: int | None = Field(default=None, ge=0)
+    rule: str | None = Field(default=None, description="e.g. T201 (ruff), no-console (eslint).")
+    message: str = Field(max_length=2000)
+
+
+class LintReport(StrictModel):
+    """What one linter entry of the learning library found in a worktree."""
+
+    entry: str = Field(description="The entry that ran, name@version.")
+    command: str
+    exit_code: int | None = Field(description="None when it timed out.")
+    passed: bool
+    findings: list[LintFinding] = Field(default_factory=list)
+    summary: str = Field(default="", max_length=4000)
+
+
 class Verdict(StrEnum):
     APPROVE = "approve"
     REQUEST_CHANGES = "request_changes"

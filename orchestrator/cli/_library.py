@@ -69,14 +69,13 @@ def list_entries(
     if not entries:
         console.print(f"no entries in {library.index_path}")
         return
-    table = Table("name", "version", "kind", "tool", "languages", "tags", "description")
+    # The entry (name@version) is what a person copies: never cut or folded.
+    table = Table("entry", "kind (tool)", "tags", "description")
+    table.columns[0].no_wrap = True
     for e in entries:
         table.add_row(
-            e.name,
-            e.version,
-            e.kind.value,
-            e.tool.value,
-            ", ".join(e.applies_to.languages),
+            e.ref,
+            f"{e.kind.value} ({e.tool.value})",
             ", ".join(e.tags),
             e.description,
         )

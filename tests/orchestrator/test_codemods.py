@@ -126,7 +126,7 @@ def test_bad_input_is_refused_before_anything_runs(
 ) -> None:
     tree = _worktree(sample, tmp_path, "bad")
     linter = LibraryEntry.model_validate(entry_data())
-    with pytest.raises(LibraryError, match="only libcst codemods run here"):
+    with pytest.raises(LibraryError, match="codemods run through libcst or jscodeshift"):
         run_codemod(linter, library_root=PROJECT_LIBRARY, worktree=tree)
     changed = rename_entry.run.model_copy(update={"script_sha256": "0" * 64})
     with pytest.raises(LibraryError, match="it changed since the entry was recorded"):
@@ -159,7 +159,12 @@ def test_what_a_broken_script_wrote_is_undone(sample: Path, tmp_path: Path) -> N
         "Path('textkit/core.py').write_text('clobbered\\n')\n"
         "Path('new_file.py').write_text('left behind\\n')\n",
     )
-    entry = LibraryEntry.model_validate(codemod_data(run={"script": "codemods/rename.py"}))
+    entry = LibraryEntry.model_validate(
+        codemod_data(
+            run={"script": "codemods/rename.py"},
+            applies_to={"languages": ["python"], "globs": ["**/*.py"]},
+        )
+    )
     tree = _worktree(sample, tmp_path, "broken")
     outcome = run_codemod(entry, library_root=library_root, worktree=tree)
 

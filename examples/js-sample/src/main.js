@@ -1,0 +1,3 @@
+const { makeGreeting } = require("./greet");
+
+console.log(makeGreeting("world"));
