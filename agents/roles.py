@@ -19,6 +19,7 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from orchestrator.deterministic import lint_failures
 from orchestrator.exceptions import AgentOutputError
 from schemas import (
     AgentRole,
@@ -387,7 +388,11 @@ def _test_summary(report: TestReport) -> str:
         f"{report.tests_passed} passed, {report.tests_failed} failed, "
         f"{report.tests_errored} errors, {report.tests_skipped} skipped"
     )
-    return f"`{report.command}` {state} (exit code {report.exit_code}; {counts}). {report.summary}"
+    text = f"`{report.command}` {state} (exit code {report.exit_code}; {counts}). {report.summary}"
+    if report.lint:
+        failures = lint_failures(report.lint)
+        text += f" Linters: {failures}" if failures else " Linters: all clean."
+    return text
 
 
 def _cut_diff(diff: str) -> str:

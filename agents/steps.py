@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orchestrator.deterministic import apply_codemods, run_linters
 from orchestrator.exceptions import InvalidInputError
 from orchestrator.gitops import (
     Worktree,
@@ -34,6 +35,7 @@ from orchestrator.runstore import Mutation
 from schemas import (
     AgentRole,
     AgentStep,
+    CommandRecord,
     PhaseName,
     Plan,
     ReviewVerdict,
@@ -89,15 +91,26 @@ def _redo_context(step: AgentStep) -> str:
     return REDO_NOTE if step.attempt > 1 else ""
 
 
-def _outcome(outcome: RoleOutcome[object]) -> StepOutcome:
+def _outcome(
+    outcome: RoleOutcome[object],
+    *,
+    library: list[str] | None = None,
+    commands_before: list[CommandRecord] | None = None,
+) -> StepOutcome:
+    """The step's record: the role call's, after what ran before it (codemods, linters)."""
     return StepOutcome(
         thread_id=outcome.thread_id,
         prompt_sha256=outcome.prompt_sha256,
-        commands=list(outcome.commands),
+        commands=[*(commands_before or []), *outcome.commands],
         patches=list(outcome.patches),
         tokens=outcome.tokens,
         duration_ms=outcome.duration_ms,
+        library=library or [],
     )
+
+
+def _context(*notes: str) -> str:
+    return "\n\n".join(note for note in notes if note)
 
 
 # -- plan --------------------------------------------------------------------------
@@ -158,6 +171,7 @@ def _subtasks_planned(handle: RunHandle, subtasks: list[SubtaskSpec]) -> Mutatio
                 title=s.title,
                 acceptance=s.acceptance,
                 files=s.files,
+                codemods=s.codemods,
                 step_id=build_step_id(s.id),
                 branch=subtask_branch(handle, s.id),
             )
@@ -205,12 +219,13 @@ async def build_step(
     running = _subtask_marker(subtask_id, StepStatus.RUNNING, worktree=worktree, count_call=True)
     step = begin_step(handle, PhaseName.BUILD, step_id, AgentRole.BUILDER, also=running)
     try:
+        codemods = apply_codemods(handle.workspace.settings, record.codemods, worktree, subtask_id)
         role = await run_builder(
             session,
             manifest.task.spec,
             _spec_of(record),
             worktree=worktree.path,
-            context=_redo_context(step),
+            context=_context(_redo_context(step), codemods.prompt_note()),
             on_event=on_event,
         )
         commit, changed = commit_all(worktree, f"{subtask_id}: {record.title}")
@@ -218,6 +233,7 @@ async def build_step(
         failed = _subtask_marker(subtask_id, StepStatus.FAILED)
         fail_step(handle, PhaseName.BUILD, step_id, exc, also=failed)
         raise
+    changed = [*codemods.changed, *(name for name in changed if name not in codemods.changed)]
     report = role.output.model_copy(update={"files_changed": changed})
     artifacts = [
         handle.store_artifact(
@@ -234,9 +250,8 @@ async def build_step(
         ),
     ]
     built = _subtask_marker(subtask_id, StepStatus.SUCCEEDED, commit=commit)
-    finish_step(
-        handle, step_id, _outcome(role), artifacts=artifacts, task_run_id=task_run_id, also=built
-    )
+    outcome = _outcome(role, library=codemods.refs, commands_before=codemods.commands)
+    finish_step(handle, step_id, outcome, artifacts=artifacts, task_run_id=task_run_id, also=built)
     return _subtask(handle, subtask_id)
 
 
@@ -249,7 +264,11 @@ def _subtask(handle: RunHandle, subtask_id: str) -> SubtaskRecord:
 
 def _spec_of(record: SubtaskRecord) -> SubtaskSpec:
     return SubtaskSpec(
-        id=record.id, title=record.title, acceptance=record.acceptance, files=record.files
+        id=record.id,
+        title=record.title,
+        acceptance=record.acceptance,
+        files=record.files,
+        codemods=record.codemods,
     )
 
 
@@ -349,21 +368,23 @@ async def test_step(
             context=_redo_context(step),
             on_event=on_event,
         )
+        lint = run_linters(handle.workspace.settings, manifest.task.spec.linters, worktree)
     except Exception as exc:
         fail_step(handle, PhaseName.TEST, TEST_STEP, exc)
         raise
+    report = role.output.model_copy(update={"lint": lint})
     artifact = handle.store_artifact(
-        TEST_ARTIFACT, role.output.model_dump_json(indent=2), kind="test-report", step_id=TEST_STEP
+        TEST_ARTIFACT, report.model_dump_json(indent=2), kind="test-report", step_id=TEST_STEP
     )
     finish_step(
         handle,
         TEST_STEP,
-        _outcome(role),
+        _outcome(role, library=[r.entry for r in lint]),
         artifacts=[artifact],
         task_run_id=task_run_id,
-        also=_result_fields(tests_passed=role.output.passed),
+        also=_result_fields(tests_passed=report.all_passed),
     )
-    return role.output
+    return report
 
 
 test_step.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

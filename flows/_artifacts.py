@@ -7,7 +7,7 @@ import re
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from orchestrator.lifecycle import RunHandle
-from orchestrator.literal import md_code, md_fence, md_text
+from orchestrator.literal import md_cell, md_code, md_fence, md_text
 from schemas import Plan, ReviewVerdict, RunManifest, TestReport
 
 
@@ -51,18 +51,36 @@ async def publish_subtasks(handle: RunHandle, manifest: RunManifest) -> None:
 
 
 async def publish_tests(handle: RunHandle, report: TestReport) -> None:
-    outcome = "passed" if report.passed else "FAILED"
+    outcome = "passed" if report.all_passed else "FAILED"
     markdown = (
         f"## Tests {outcome}\n\n"
         f"| command | exit code | passed | failed | errors | skipped |\n"
         f"|---|---|---|---|---|---|\n"
         f"| {md_code(report.command, cell=True)} | {report.exit_code} | {report.tests_passed} | "
         f"{report.tests_failed} | {report.tests_errored} | {report.tests_skipped} |\n\n"
-        f"{md_text(report.summary)}\n"
+        f"{md_text(report.summary)}\n" + _lint_markdown(report)
     )
     await acreate_markdown_artifact(
         markdown, key=artifact_key(handle, "tests"), description=f"Tests of {handle.label}"
     )
+
+
+def _lint_markdown(report: TestReport) -> str:
+    if not report.lint:
+        return ""
+    rows = [
+        f"| {md_cell(lint.entry)} | {md_cell(f.path)} | {f.line or ''} | {md_cell(f.rule or '')} "
+        f"| {md_cell(f.message)} |"
+        for lint in report.lint
+        for f in lint.findings
+    ]
+    clean = [md_code(lint.entry) for lint in report.lint if lint.passed]
+    lines = ["", "### Linters", ""]
+    if clean:
+        lines.append(f"Clean: {', '.join(clean)}")
+    if rows:
+        lines += ["", "| linter | file | line | rule | finding |", "|---|---|---|---|---|", *rows]
+    return "\n".join(lines) + "\n"
 
 
 async def publish_verdict(handle: RunHandle, verdict: ReviewVerdict) -> None:

@@ -22,6 +22,7 @@ from prefect.states import Cancelled
 from blocks import CodexCloudEndpoint, CodexServerSettings, VaultCredentials
 from orchestrator.approvals import handover_markdown, plan_markdown
 from orchestrator.credentials import OPENAI_API_KEY
+from orchestrator.deterministic import lint_failures
 from orchestrator.exceptions import (
     InvalidInputError,
     OrchestratorError,
@@ -37,7 +38,17 @@ from orchestrator.lifecycle import (
 )
 from orchestrator.taskspec import load_task_spec
 from orchestrator.workspace import Workspace
-from schemas import Channel, Decision, Gate, GateMode, Plan, RunManifest, RunStatus, Verdict
+from schemas import (
+    Channel,
+    Decision,
+    Gate,
+    GateMode,
+    Plan,
+    RunManifest,
+    RunStatus,
+    TestReport,
+    Verdict,
+)
 
 from ._artifacts import publish_summary
 from ._runtime import (
@@ -216,12 +227,8 @@ async def _run_phases(handle: RunHandle, blocks: dict[str, str]) -> None:
     await build_flow(**ids)
     calls_next(2)  # the tester, then the reviewer
     report = await test_flow(**ids)
-    if not report.passed:
-        fail_run(
-            handle,
-            f"tests failed: {report.command} exited {report.exit_code} "
-            f"({report.tests_failed} failed, {report.tests_passed} passed)",
-        )
+    if not report.all_passed:
+        fail_run(handle, _test_failure(report))
         return
     calls_next(1)
     verdict = await review_flow(**ids)
@@ -230,6 +237,15 @@ async def _run_phases(handle: RunHandle, blocks: dict[str, str]) -> None:
         return
     if await _gate(handle, Gate.HANDOVER, handover_markdown(handle.read())):
         finish_run(handle, RunStatus.SUCCEEDED)
+
+
+def _test_failure(report: TestReport) -> str:
+    if not report.passed:
+        return (
+            f"tests failed: {report.command} exited {report.exit_code} "
+            f"({report.tests_failed} failed, {report.tests_passed} passed)"
+        )
+    return f"linters failed: {lint_failures(report.lint)}"
 
 
 def _plan_shown(handle: RunHandle, plan: Plan) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from schemas import (
@@ -367,6 +367,7 @@ class StepOutcome:
     patches: list[PatchRecord]
     tokens: TokenUsage
     duration_ms: int
+    library: list[str] = field(default_factory=list)  # entries used, name@version
 
 
 def finish_step(
@@ -390,6 +391,7 @@ def finish_step(
         step.thread_id = outcome.thread_id
         step.prompt_sha256 = outcome.prompt_sha256
         step.commands, step.patches, step.tokens = outcome.commands, outcome.patches, outcome.tokens
+        step.library = outcome.library
         step.duration_ms = outcome.duration_ms
         step.output_artifact = artifacts[0].name
         step.task_run_id = task_run_id or step.task_run_id

@@ -82,10 +82,12 @@ from .spec import (
 from .sync import SyncRecord, SyncState
 from .task import (
     ApprovalSettings,
+    CodemodUse,
     CommandPolicy,
     ExecutionSettings,
     GateMode,
     GateTimeouts,
+    LibraryPin,
     SubtaskSpec,
     TargetRepo,
     TaskSpec,
@@ -111,6 +113,7 @@ __all__ = [
     "AuditEvent",
     "BuildReport",
     "Channel",
+    "CodemodUse",
     "CodexServerConfig",
     "CommandPolicy",
     "CommandRecord",
@@ -128,6 +131,7 @@ __all__ = [
     "LibraryIndex",
     "LibraryKind",
     "LibraryPath",
+    "LibraryPin",
     "LibraryRef",
     "LibraryRun",
     "LibraryScope",

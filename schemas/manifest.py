@@ -11,7 +11,7 @@ from ._base import SafeId, Sha256, StrictModel, UtcDatetime
 from .approval import Approval
 from .library import LibraryRef
 from .sync import SyncRecord
-from .task import CommandPolicy, GateMode, TaskSpec
+from .task import CodemodUse, CommandPolicy, GateMode, TaskSpec
 
 MANIFEST_SCHEMA_VERSION: Literal[1] = 1
 
@@ -175,6 +175,7 @@ class SubtaskRecord(StrictModel):
     title: str
     acceptance: list[str] = Field(default_factory=list)
     files: list[str] = Field(default_factory=list)
+    codemods: list[CodemodUse] = Field(default_factory=list)
     status: StepStatus = StepStatus.PENDING
     step_id: str | None = None
     branch: str | None = None

@@ -30,21 +30,6 @@ class BuildReport(StrictModel):
     files_changed: list[str] = Field(default_factory=list)
 
 
-class TestReport(StrictModel):
-    """What the test phase observed: counts come from the real exit code and output."""
-
-    __test__ = False  # not a pytest test class
-
-    command: str
-    exit_code: int
-    passed: bool
-    tests_passed: int = Field(default=0, ge=0)
-    tests_failed: int = Field(default=0, ge=0)
-    tests_errored: int = Field(default=0, ge=0)
-    tests_skipped: int = Field(default=0, ge=0)
-    summary: str = Field(default="", max_length=4000)
-
-
 class LintFinding(StrictModel):
     """One problem a library linter found, where it is and which rule says so."""
 
@@ -64,6 +49,30 @@ class LintReport(StrictModel):
     passed: bool
     findings: list[LintFinding] = Field(default_factory=list)
     summary: str = Field(default="", max_length=4000)
+
+
+class TestReport(StrictModel):
+    """What the test phase observed: counts come from the real exit code and output."""
+
+    __test__ = False  # not a pytest test class
+
+    command: str
+    exit_code: int
+    passed: bool
+    tests_passed: int = Field(default=0, ge=0)
+    tests_failed: int = Field(default=0, ge=0)
+    tests_errored: int = Field(default=0, ge=0)
+    tests_skipped: int = Field(default=0, ge=0)
+    summary: str = Field(default="", max_length=4000)
+    lint: list[LintReport] = Field(
+        default_factory=list,
+        description="The task's library linters on the same tree; a finding fails the phase.",
+    )
+
+    @property
+    def all_passed(self) -> bool:
+        """The test command passed (``passed``) and every linter found nothing."""
+        return self.passed and all(report.passed for report in self.lint)
 
 
 class Verdict(StrEnum):

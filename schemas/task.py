@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, GetJsonSchemaHandler, field_validator, model_validator
 from pydantic.json_schema import JsonSchemaValue
@@ -80,6 +80,27 @@ class TargetRepo(StrictModel):
     )
 
 
+LibraryPin = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(@[^@\s]{1,64})?$",
+        description="A learning-library entry and an optional version range: name, "
+        "name@^1.2, name@~1.2.3, name@1.2.3.",
+    ),
+]
+
+
+class CodemodUse(StrictModel):
+    """A library codemod run in the subtask's worktree before the builder's model turn."""
+
+    use: LibraryPin
+    args: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Arguments for this use, e.g. ['--old', 'a', '--new', 'b'].",
+    )
+
+
 class SubtaskSpec(StrictModel):
     """One unit of work: exactly one builder call."""
 
@@ -87,6 +108,12 @@ class SubtaskSpec(StrictModel):
     title: str = Field(min_length=1, max_length=200)
     acceptance: list[str] = Field(default_factory=list, description="What must hold when done.")
     files: list[str] = Field(default_factory=list, description="Files expected to change.")
+    codemods: list[CodemodUse] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Deterministic edits made first, in order; the builder is told what "
+        "they changed.",
+    )
 
     @field_validator("files")
     @classmethod
@@ -136,6 +163,12 @@ class TaskSpec(StrictModel):
     )
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    linters: list[LibraryPin] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Library linters run on the merged result in the test phase; a "
+        "finding fails the phase like a failing test.",
+    )
     nightly: bool = Field(default=False, description="Run this task in the nightly deployment.")
     labels: list[SafeId] = Field(default_factory=list)
 
