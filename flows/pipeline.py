@@ -19,8 +19,14 @@ from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run as prefect_flow_run
 from prefect.states import Cancelled
 
+from agents.steps import result_worktree
 from blocks import CodexCloudEndpoint, CodexServerSettings, VaultCredentials
-from orchestrator.approvals import handover_markdown, plan_markdown
+from orchestrator.approvals import (
+    budget_markdown,
+    handover_markdown,
+    plan_markdown,
+    spec_markdown,
+)
 from orchestrator.credentials import OPENAI_API_KEY
 from orchestrator.deterministic import lint_failures
 from orchestrator.exceptions import (
@@ -36,6 +42,7 @@ from orchestrator.lifecycle import (
     resume_run,
     start_run,
 )
+from orchestrator.run_checks import code_without_spec, over_budget, specs_before_plan
 from orchestrator.taskspec import load_task_spec
 from orchestrator.workspace import Workspace
 from schemas import (
@@ -209,6 +216,8 @@ async def _check_credentials(handle: RunHandle, blocks: dict[str, str]) -> None:
 
 async def _run_phases(handle: RunHandle, blocks: dict[str, str]) -> None:
     ids = {"task_id": handle.task_id, "run_id": handle.run_id, **blocks}
+    if not await _spec_gate(handle):
+        return
     sessions = await run_sessions(handle, **blocks)
 
     def calls_next(count: int) -> None:
@@ -235,8 +244,39 @@ async def _run_phases(handle: RunHandle, blocks: dict[str, str]) -> None:
     if verdict.verdict is Verdict.REQUEST_CHANGES:
         fail_run(handle, "reviewer requested changes: " + "; ".join(verdict.reasons))
         return
-    if await _gate(handle, Gate.HANDOVER, handover_markdown(handle.read())):
+    if not await _budget_gate(handle):
+        return
+    shown = handover_markdown(handle.read(), spec_problems=_code_without_spec(handle))
+    if await _gate(handle, Gate.HANDOVER, shown):
         finish_run(handle, RunStatus.SUCCEEDED)
+
+
+async def _spec_gate(handle: RunHandle) -> bool:
+    """Before any agent call: a person decides on stale or broken specs of the target."""
+    manifest = handle.read()
+    check = specs_before_plan(Path(manifest.task.repo_path), manifest.task.spec)
+    if not check.problems:
+        return True
+    return await _gate(handle, Gate.SPEC, spec_markdown(handle, check.problems))
+
+
+async def _budget_gate(handle: RunHandle) -> bool:
+    """After the review: a person decides on a change over the task's diff budget."""
+    manifest = handle.read()
+    result = manifest.result
+    if result is None or result.commit is None:
+        return True
+    repo, base = Path(manifest.task.repo_path), manifest.task.base_commit
+    problems = over_budget(repo, base, result.commit, manifest.task.spec.diff_budget)
+    if not problems:
+        return True
+    return await _gate(handle, Gate.DIFF_BUDGET, budget_markdown(handle, problems))
+
+
+def _code_without_spec(handle: RunHandle) -> list[str]:
+    manifest = handle.read()
+    worktree = result_worktree(handle)
+    return code_without_spec(worktree.path, manifest.task.spec, manifest.task.base_commit)
 
 
 def _test_failure(report: TestReport) -> str:
@@ -254,13 +294,17 @@ def _plan_shown(handle: RunHandle, plan: Plan) -> str:
 
 
 async def _gate(handle: RunHandle, gate: Gate, shown: str) -> bool:
-    """True when approved; a rejection ends the run as ``rejected`` with its reason."""
+    """True when approved; a rejection ends the run as ``rejected`` with its reason.
+
+    The plan and hand-over gates follow the run's policy; a check's gate (``spec``,
+    ``diff-budget``) always waits for a person, for as long as the plan gate would.
+    """
     policy = handle.read().approval_policy
     assert policy is not None
     mode, timeout = {
         Gate.PLAN: (policy.plan, policy.plan_timeout_seconds),
         Gate.HANDOVER: (policy.handover, policy.handover_timeout_seconds),
-    }[gate]
+    }.get(gate, (GateMode.REQUIRED, policy.plan_timeout_seconds))
     approval = await approval_gate(
         handle,
         gate.value,

@@ -172,8 +172,35 @@ def plan_markdown(handle: RunHandle, summary: str, rows: list[tuple[str, str, st
     )
 
 
-def handover_markdown(manifest: RunManifest) -> str:
-    """What the hand-over gate shows: result branch, tests, the review verdict, the diff stat."""
+def findings_markdown(title: str, problems: list[str], effect: str) -> str:
+    """What a check's gate shows (``spec``, ``diff-budget``): each problem, literally."""
+    listed = "\n".join(f"- {md_text(problem)}" for problem in problems)
+    return f"## {title}\n\n{listed}\n\n{effect}"
+
+
+def spec_markdown(handle: RunHandle, problems: list[str]) -> str:
+    """What the spec gate shows before the plan."""
+    return findings_markdown(
+        f"The target's specs of {md_code(handle.label)} need a look",
+        problems,
+        "The spec guard found these before any agent call. Approve to plan and build "
+        "against the specs as they are; reject (with a reason) to end the run first.",
+    )
+
+
+def budget_markdown(handle: RunHandle, problems: list[str]) -> str:
+    """What the diff-budget gate shows before the hand-over."""
+    return findings_markdown(
+        f"The change of {md_code(handle.label)} is over its diff budget",
+        problems,
+        "Approve to go on to the hand-over with a change this size; reject (with a reason) "
+        "to end the run as rejected (the result branch stays for a look).",
+    )
+
+
+def handover_markdown(manifest: RunManifest, *, spec_problems: list[str] | None = None) -> str:
+    """What the hand-over gate shows: result branch, tests, the review verdict, the diff stat,
+    and code changed without a spec change."""
     result = manifest.result
     branch = result.branch if result else None
     stat = result.diff_stat if result else ""
@@ -187,9 +214,17 @@ def handover_markdown(manifest: RunManifest) -> str:
         f"| | |\n|---|---|\n| result branch | {md_code(str(branch), cell=True)} |\n"
         f"| tests | {tests} |\n| review verdict | {md_cell(str(verdict))} |\n\n"
         f"{md_fence(stat or '(no changes)')}"
+        f"{_spec_section(spec_problems or [])}"
         "Approve to hand the result branch over; reject (with a reason) to end the run as "
         "rejected."
     )
+
+
+def _spec_section(problems: list[str]) -> str:
+    if not problems:
+        return ""
+    listed = "\n".join(f"- {md_text(problem)}" for problem in problems)
+    return f"**Code changed without a spec change:**\n\n{listed}\n\n"
 
 
 def command_approval_id(call_id: str | None) -> str:
@@ -253,7 +288,11 @@ def gate_summary(manifest: RunManifest, gate: Gate) -> str:
     if gate is Gate.PLAN:
         ids = [s.id for s in manifest.subtasks]
         return f"plan: {len(ids)} subtask{'s' if len(ids) != 1 else ''}: {', '.join(ids)}"
+    if gate is Gate.SPEC:
+        return "spec: the target's specs need a look before the plan"
     result = manifest.result
+    if gate is Gate.DIFF_BUDGET and result is not None:
+        return f"diff budget: the change on {result.branch} is over its budget"
     if gate is Gate.HANDOVER and result is not None:
         tests = {True: "tests passed", False: "tests FAILED", None: "tests not run"}
         return (

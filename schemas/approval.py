@@ -10,8 +10,10 @@ from ._base import SafeId, Sha256, StrictModel, UtcDatetime
 
 
 class Gate(StrEnum):
+    SPEC = "spec"
     PLAN = "plan"
     HANDOVER = "handover"
+    DIFF_BUDGET = "diff-budget"
     COMMAND = "command"
 
 

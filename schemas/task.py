@@ -150,6 +150,15 @@ class ApprovalSettings(StrictModel):
     timeouts: GateTimeouts = Field(default_factory=GateTimeouts)
 
 
+class DiffBudget(StrictModel):
+    """How big the run's change may be before a person has to approve it."""
+
+    max_files: int | None = Field(default=None, ge=1, description="Files changed at most.")
+    max_lines: int | None = Field(
+        default=None, ge=1, description="Lines added plus lines removed at most."
+    )
+
+
 class TaskSpec(StrictModel):
     """A coding task for the agent team."""
 
@@ -163,6 +172,15 @@ class TaskSpec(StrictModel):
     )
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    specs: list[str] | None = Field(
+        default=None,
+        max_length=50,
+        description="The target's spec files or folders checked before the plan; leave "
+        "out to use the target's own spec-guard settings (docs/specs/, tasks/specs/).",
+    )
+    diff_budget: DiffBudget | None = Field(
+        default=None, description="Over it, the hand-over waits for a person (diff-budget gate)."
+    )
     linters: list[LibraryPin] = Field(
         default_factory=list,
         max_length=20,
@@ -171,6 +189,14 @@ class TaskSpec(StrictModel):
     )
     nightly: bool = Field(default=False, description="Run this task in the nightly deployment.")
     labels: list[SafeId] = Field(default_factory=list)
+
+    @field_validator("specs")
+    @classmethod
+    def _relative_specs(cls, specs: list[str] | None) -> list[str] | None:
+        for name in specs or []:
+            if name.startswith("/") or ".." in name.split("/"):
+                raise ValueError(f"spec {name!r} must be relative and stay inside the repository")
+        return specs
 
     @model_validator(mode="after")
     def _unique_subtask_ids(self) -> TaskSpec:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,10 +168,15 @@ class GateStack:
             "COLUMNS": "200",
         }
 
-    def start(self, task: str, name: str) -> PipelineRun:
-        """``orchestrator run tests/approvals/tasks/<task>`` on a fresh sample repository."""
+    def start(
+        self, task: str, name: str, *, prepare: Callable[[Path], None] | None = None
+    ) -> PipelineRun:
+        """``orchestrator run tests/approvals/tasks/<task>`` on a fresh sample repository
+        (changed by ``prepare`` first, when given)."""
         run_id = f"{name}-{uuid.uuid4().hex[:6]}"
         repo = prepare_sample_repo(self.base / "repos" / run_id)
+        if prepare is not None:
+            prepare(repo)
         log = self.base / "logs" / f"{run_id}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         command = [str(BIN / "orchestrator"), "run", str(TASKS / task), "--repo", str(repo)]
