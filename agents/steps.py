@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.deterministic import apply_codemods, run_linters
+from orchestrator.deterministic import apply_codemods, codemod_catalog, run_linters
 from orchestrator.exceptions import InvalidInputError
 from orchestrator.gitops import (
     Worktree,
@@ -137,11 +137,12 @@ async def plan_step(
             )
             outcome = NO_AGENT_CALL
         else:
+            catalog = codemod_catalog(handle.workspace.settings)
             role = await run_planner(
                 session,
                 spec,
                 repo=_repo(manifest),
-                context=_redo_context(step),
+                context=_context(_redo_context(step), catalog),
                 on_event=on_event,
             )
             plan, outcome = role.output, _outcome(role)

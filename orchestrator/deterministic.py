@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from schemas import CodemodUse, CommandRecord, LintReport
+from schemas import CodemodUse, CommandRecord, LibraryKind, LintReport
 
 from .codemods import run_codemod
 from .exceptions import LibraryError
 from .gitops import Worktree, commit_all
 from .library import Library
 from .linters import run_linter
-from .literal import md_fence
+from .literal import md_fence, terminal_text
 from .settings import Settings
 
 MAX_NOTE_DIFF_CHARS = 8000
@@ -47,6 +47,37 @@ class AppliedCodemods:
             f"worktree before your turn; do not redo them): {', '.join(self.refs)}. "
             f"They changed: {changed}.\n" + (md_fence(diff, lang="diff") if diff else "")
         )
+
+
+MAX_CATALOG_ENTRIES = 30
+
+
+def codemod_catalog(settings: Settings) -> str:
+    """The library's codemods as the planner sees them (empty without any).
+
+    Each name's highest version with its tags and what it does, so the planner can name
+    one in a subtask's ``codemods``. An index that does not load is left out: a broken
+    library must not stop runs that do not use it (a run that names an entry fails on
+    it instead).
+    """
+    try:
+        entries = library_of(settings).find(kind=LibraryKind.CODEMOD)
+    except LibraryError:
+        return ""
+    if not entries:
+        return ""
+    lines = [
+        f"- {e.name}@^{e.version} (tags: {', '.join(e.tags) or 'none'}; "
+        f"{', '.join(e.applies_to.languages)}): {terminal_text(e.description)}"
+        for e in entries[:MAX_CATALOG_ENTRIES]
+    ]
+    return (
+        "## Deterministic edits you may use\n\n"
+        "The project's library has these codemods. When one does a subtask's mechanical "
+        'part, name it in that subtask\'s `codemods` (`{"use": "name@^1.0.0", "args": '
+        "[...]}`): it runs before the builder, which then only does the rest.\n\n"
+        + "\n".join(lines)
+    )
 
 
 def library_of(settings: Settings) -> Library:
