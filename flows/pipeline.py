@@ -28,12 +28,14 @@ from orchestrator.approvals import (
     spec_markdown,
 )
 from orchestrator.credentials import OPENAI_API_KEY
-from orchestrator.deterministic import lint_failures
+from orchestrator.deterministic import library_of, lint_failures
 from orchestrator.exceptions import (
     InvalidInputError,
+    LibraryError,
     OrchestratorError,
     RunFailedError,
 )
+from orchestrator.library_drafts import propose
 from orchestrator.lifecycle import (
     RunHandle,
     check_run_id,
@@ -48,6 +50,7 @@ from orchestrator.workspace import Workspace
 from schemas import (
     Channel,
     Decision,
+    DraftOrigin,
     Gate,
     GateMode,
     Plan,
@@ -242,7 +245,9 @@ async def _run_phases(handle: RunHandle, blocks: dict[str, str]) -> None:
     calls_next(1)
     verdict = await review_flow(**ids)
     if verdict.verdict is Verdict.REQUEST_CHANGES:
-        fail_run(handle, "reviewer requested changes: " + "; ".join(verdict.reasons))
+        reason = "reviewer requested changes: " + "; ".join(verdict.reasons)
+        _propose_to_library(handle, DraftOrigin.CHANGES_REQUESTED, reason)
+        fail_run(handle, reason)
         return
     if not await _budget_gate(handle):
         return
@@ -277,6 +282,26 @@ def _code_without_spec(handle: RunHandle) -> list[str]:
     manifest = handle.read()
     worktree = result_worktree(handle)
     return code_without_spec(worktree.path, manifest.task.spec, manifest.task.base_commit)
+
+
+REJECTIONS_TO_LEARN_FROM = {
+    Gate.PLAN: DraftOrigin.PLAN_REJECTED,
+    Gate.HANDOVER: DraftOrigin.HANDOVER_REJECTED,
+}
+
+
+def _propose_to_library(handle: RunHandle, origin: DraftOrigin, reason: str) -> None:
+    """Leave a library draft for a person; a library that cannot take one never stops
+    the run from ending as it should."""
+    try:
+        library = library_of(handle.workspace.settings)
+        draft = propose(
+            library, origin=origin, task_id=handle.task_id, run_id=handle.run_id, reason=reason
+        )
+    except (LibraryError, OSError) as exc:
+        run_logger().warning("no library draft left for %s: %s", handle.label, exc)
+        return
+    run_logger().info("library draft %s left for a person (orchestrator library drafts)", draft.id)
 
 
 def _test_failure(report: TestReport) -> str:
@@ -316,6 +341,8 @@ async def _gate(handle: RunHandle, gate: Gate, shown: str) -> bool:
     )
     if approval.decision is Decision.APPROVE:
         return True
+    if gate in REJECTIONS_TO_LEARN_FROM and approval.channel is not Channel.TIMEOUT:
+        _propose_to_library(handle, REJECTIONS_TO_LEARN_FROM[gate], approval.reason or "")
     finish_run(
         handle,
         RunStatus.REJECTED,

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from ._base import SafeId, Sha256, StrictModel
+from ._base import SafeId, Sha256, StrictModel, UtcDatetime
 
 SEMVER_PATTERN = (
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
@@ -108,6 +108,12 @@ class LibraryEntry(StrictModel):
     run: LibraryRun
     description: str = Field(min_length=1, max_length=2000)
     tags: list[str] = Field(default_factory=list)
+    origin: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="Where the entry came from, e.g. the draft and run a person accepted "
+        "it from (written by 'library accept').",
+    )
 
     @property
     def ref(self) -> str:
@@ -122,6 +128,33 @@ class LibraryEntry(StrictModel):
         if self.tool is LibraryTool.COMMAND and not self.run.args:
             raise ValueError("tool 'command' needs run.args (the argument vector)")
         return self
+
+
+class DraftOrigin(StrEnum):
+    """What made a run propose a library entry."""
+
+    PLAN_REJECTED = "plan-rejected"
+    HANDOVER_REJECTED = "handover-rejected"
+    CHANGES_REQUESTED = "changes-requested"
+
+
+class LibraryDraft(StrictModel):
+    """A proposal for the library from a run a person rejected or a reviewer sent back.
+
+    A draft is only a pointer and a reason: nothing enters the index until a person
+    accepts it with an entry (``orchestrator library accept DRAFT --entry FILE``).
+    """
+
+    id: SafeId
+    created_at: UtcDatetime
+    origin: DraftOrigin
+    task_id: SafeId
+    run_id: SafeId
+    reason: str = Field(max_length=4000, description="The rejection's or the reviewer's words.")
+    accepted_as: LibraryRef | None = Field(
+        default=None, description="The entry a person recorded from it, once accepted."
+    )
+    accepted_by: str | None = Field(default=None, max_length=200)
 
 
 class LibraryIndex(StrictModel):

@@ -9,10 +9,13 @@ import typer
 import yaml
 from rich.table import Table
 
+from orchestrator import library_drafts
 from orchestrator.library import Library, load_entry_file
+from orchestrator.literal import terminal_text
 from orchestrator.settings import Settings
 from schemas import LibraryEntry, LibraryKind
 
+from ._approvals import default_approver
 from ._console import console
 
 library_app = typer.Typer(
@@ -134,6 +137,61 @@ def bump_entry(
         f"[green]bumped[/green] {result.previous.ref} -> {result.entry.version} "
         f"(needed: {result.required.name.lower()}) in {library.index_path}"
     )
+
+
+@library_app.command("drafts")
+def list_drafts(
+    every: Annotated[bool, typer.Option("--all", help="Accepted drafts too.")] = False,
+    as_json: JsonOption = False,
+    index: IndexOption = None,
+) -> None:
+    """Drafts runs left for the library (a rejected plan or hand-over, a reviewer's
+    request for changes), oldest first."""
+    library = _library(index)
+    drafts = library_drafts.list_drafts(library, every=every)
+    if as_json:
+        console.print_json(data=[d.model_dump(mode="json") for d in drafts])
+        return
+    if not drafts:
+        console.print(f"no drafts in {library_drafts.drafts_dir(library)}")
+        return
+    table = Table("draft", "origin", "run", "reason", "accepted as")
+    table.columns[0].no_wrap = True
+    for d in drafts:
+        table.add_row(
+            d.id,
+            d.origin.value,
+            f"{d.task_id}/{d.run_id}",
+            terminal_text(d.reason),
+            d.accepted_as or "",
+        )
+    console.print(table)
+
+
+@library_app.command("accept")
+def accept_draft(
+    draft: Annotated[str, typer.Argument(help="The draft's id (library drafts).")],
+    entry_file: Annotated[
+        Path,
+        typer.Option(
+            "--entry",
+            help="The entry to record from it, as a YAML or JSON file.",
+            show_default=False,
+        ),
+    ],
+    approver: Annotated[
+        str, typer.Option("--approver", help="Your name; default: your OS user.")
+    ] = "",
+    index: IndexOption = None,
+) -> None:
+    """Record an entry from a draft (add, or bump for a known name) and mark it accepted.
+
+    Nothing enters the library from a draft without a person: the entry is yours.
+    """
+    library = _library(index)
+    who = (approver or default_approver()).strip()
+    entry = library_drafts.accept(library, draft, load_entry_file(entry_file), approver=who)
+    console.print(f"[green]accepted[/green] {draft} as {entry.ref} in {library.index_path}")
 
 
 def _yaml(entry: LibraryEntry) -> str:

@@ -3,6 +3,7 @@ before the hand-over. A person decides each one with the CLI."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -91,3 +92,42 @@ def test_a_change_over_its_diff_budget_waits_before_the_hand_over(gate_stack: Ga
     assert manifest.status is RunStatus.REJECTED
     assert manifest.approval("handover") is None  # rejected before the hand-over gate
     assert manifest.result is not None and manifest.result.branch  # kept for a look
+
+
+def test_a_rejected_hand_over_leaves_a_draft_a_person_turns_into_an_entry(
+    gate_stack: GateStack, tmp_path: Path
+) -> None:
+    run = gate_stack.start("handover-required.yaml", "draft")
+    gate_stack.wait_for_gate(run, "handover")
+    reason = "lines over 88 columns again: the library should catch those"
+    rejected = gate_stack.cli("reject", run.run_id, "--reason", reason)
+    assert rejected.returncode == 0, rejected.stderr
+    run.wait()
+    assert gate_stack.manifest(run.run_id).status is RunStatus.REJECTED
+
+    listed = gate_stack.cli("library", "drafts", "--json")
+    assert listed.returncode == 0, listed.stderr
+    [draft] = [d for d in json.loads(listed.stdout) if d["run_id"] == run.run_id]
+    assert (draft["origin"], draft["reason"]) == ("handover-rejected", reason)
+    index = gate_stack.home / "library" / "index.yaml"
+    assert not index.exists()  # nothing enters the library by itself
+
+    entry = tmp_path / "short-lines.yaml"
+    entry.write_text(
+        "name: short-lines\nversion: 1.0.0\nkind: linter\ntool: ruff\n"
+        "applies_to: {languages: [python]}\nrun: {args: [--select, E501]}\n"
+        "description: Lines of at most 88 characters.\n"
+    )
+    accepted = gate_stack.cli(
+        "library", "accept", draft["id"], "--entry", str(entry), "--approver", "Ada"
+    )
+    assert accepted.returncode == 0, accepted.stderr
+    assert f"accepted {draft['id']} as short-lines@1.0.0" in accepted.stdout
+    shown = gate_stack.cli("library", "show", "short-lines", "--json")
+    origin = json.loads(shown.stdout)["origin"]
+    assert origin == (
+        f"{draft['id']}: handover-rejected in run add-text-helpers/{run.run_id}, accepted by Ada"
+    )
+    again = gate_stack.cli("library", "accept", draft["id"], "--entry", str(entry))
+    assert again.returncode == 2
+    assert "was already accepted as short-lines@1.0.0" in again.stderr
