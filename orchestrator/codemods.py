@@ -5,8 +5,8 @@ secrets from ours), over the tracked files its entry's globs select: a libcst co
 through ``orchestrator._libcst_runner`` (file names on stdin), a jscodeshift transform
 through the pinned jscodeshift (:mod:`orchestrator.library_tools`). The result is the
 command record (with its exit code) and the diff it left, ready for a manifest step. A
-codemod that fails or times out leaves the worktree as it found it. Running it in the
-sandbox is a later step.
+codemod that fails or times out leaves the worktree as it found it. Every tool runs in a
+bubblewrap sandbox that lets it write the worktree and nothing else, without network.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 
 from schemas import CommandRecord, LibraryEntry, LibraryKind, LibraryTool
 
+from ._tool_sandbox import sandboxed
 from .exceptions import InvalidInputError, LibraryError
 from .gitops import git
 from .library import checked_script
@@ -160,17 +161,22 @@ def _require_clean(worktree: Path) -> None:
 
 
 def run_tool(argv: list[str], cwd: Path, stdin: str, *, timeout: int) -> tuple[CommandRecord, str]:
-    """Run a library tool's command in ``cwd`` with a minimal environment.
+    """Run a library tool's command in ``cwd`` with a minimal environment, in a sandbox
+    where only ``cwd`` is writable (:mod:`orchestrator._tool_sandbox`).
 
-    Returns its record (exit code, or none and ``timed_out``) and its output (stdout,
-    then stderr).
+    Returns its record (the tool's own command line; its exit code, or none and
+    ``timed_out``) and its output (stdout, then stderr).
+
+    Raises:
+        LibraryError: the sandbox (bubblewrap) is not installed.
     """
+    wrapped = sandboxed(argv, cwd)
     env = {name: os.environ[name] for name in KEPT_ENV if name in os.environ}
     env.update(PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
     started = time.monotonic()
     try:
         completed = subprocess.run(
-            argv,
+            wrapped,
             input=stdin,
             capture_output=True,
             text=True,

@@ -172,3 +172,35 @@ def test_what_a_broken_script_wrote_is_undone(sample: Path, tmp_path: Path) -> N
     assert "defines 0 codemod classes" in outcome.output
     assert git(tree, "status", "--porcelain") == ""
     assert "def word_count" in (tree / "textkit" / "core.py").read_text()
+
+
+def test_a_codemod_writes_nothing_outside_its_worktree_and_reaches_no_network(
+    sample: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside.txt"
+    library_root = _library_with_script(
+        tmp_path,
+        "import socket\nfrom pathlib import Path\n"
+        "try:\n"
+        f"    Path({str(outside)!r}).write_text('escaped')\n"
+        "except OSError as exc:\n"
+        "    print('write refused:', exc)\n"
+        "try:\n"
+        "    socket.create_connection(('192.0.2.1', 80), timeout=2)\n"
+        "except OSError as exc:\n"
+        "    print('network refused:', exc)\n"
+        "raise SystemExit(2)\n",
+    )
+    entry = LibraryEntry.model_validate(
+        codemod_data(
+            run={"script": "codemods/rename.py"},
+            applies_to={"languages": ["python"], "globs": ["**/*.py"]},
+        )
+    )
+    tree = _worktree(sample, tmp_path, "escape")
+    outcome = run_codemod(entry, library_root=library_root, worktree=tree)
+
+    assert not outside.exists()
+    assert "write refused: [Errno 30] Read-only file system" in outcome.output
+    assert "network refused:" in outcome.output
+    assert git(tree, "status", "--porcelain") == ""
