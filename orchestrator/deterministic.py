@@ -1,6 +1,7 @@
 """The learning library inside a run: codemods before a builder's turn, linters in the test phase.
 
-A subtask's ``codemods`` run in its fresh worktree before the model is called, each
+A subtask's ``codemods`` (library codemods, or templates rendered to a file) run in its
+fresh worktree before the model is called, each
 committed on its own, so the builder starts from their result and its prompt says what
 they changed; a codemod that fails fails the step (nothing of it is left). A task's
 ``linters`` run on the merged result beside the test command. Every entry used is
@@ -21,6 +22,7 @@ from .library import Library
 from .linters import run_linter
 from .literal import md_fence, terminal_text
 from .settings import Settings
+from .templates import render_template
 
 MAX_NOTE_DIFF_CHARS = 8000
 
@@ -53,7 +55,7 @@ MAX_CATALOG_ENTRIES = 30
 
 
 def codemod_catalog(settings: Settings) -> str:
-    """The library's codemods as the planner sees them (empty without any).
+    """The library's codemods and templates as the planner sees them (empty without any).
 
     Each name's highest version with its tags and what it does, so the planner can name
     one in a subtask's ``codemods``. An index that does not load is left out: a broken
@@ -61,7 +63,11 @@ def codemod_catalog(settings: Settings) -> str:
     it instead).
     """
     try:
-        entries = library_of(settings).find(kind=LibraryKind.CODEMOD)
+        library = library_of(settings)
+        entries = [
+            *library.find(kind=LibraryKind.CODEMOD),
+            *library.find(kind=LibraryKind.TEMPLATE),
+        ]
     except LibraryError:
         return ""
     if not entries:
@@ -73,10 +79,10 @@ def codemod_catalog(settings: Settings) -> str:
     ]
     return (
         "## Deterministic edits you may use\n\n"
-        "The project's library has these codemods. When one does a subtask's mechanical "
-        'part, name it in that subtask\'s `codemods` (`{"use": "name@^1.0.0", "args": '
-        "[...]}`): it runs before the builder, which then only does the rest.\n\n"
-        + "\n".join(lines)
+        "The project's library has these codemods and templates. When one does a "
+        "subtask's mechanical part, name it in that subtask's `codemods` "
+        '(`{"use": "name@^1.0.0", "args": [...]}`): it runs before the builder, which '
+        "then only does the rest.\n\n" + "\n".join(lines)
     )
 
 
@@ -89,7 +95,8 @@ def library_of(settings: Settings) -> Library:
 def apply_codemods(
     settings: Settings, uses: Sequence[CodemodUse], worktree: Worktree, subtask_id: str
 ) -> AppliedCodemods:
-    """Run each codemod in order in ``worktree`` and commit what it changed.
+    """Run each codemod (or render each template) in order in ``worktree`` and commit
+    what it changed.
 
     Raises:
         LibraryError: an entry is unknown, not a codemod, not installed, or failed (its
@@ -99,13 +106,18 @@ def apply_codemods(
     library = library_of(settings)
     for use in uses:
         entry = library.resolve(use.use)
-        outcome = run_codemod(
-            entry,
-            library_root=library.root,
-            worktree=worktree.path,
-            args=use.args,
-            node_tools=settings.node_tools_path,
-        )
+        if entry.kind is LibraryKind.TEMPLATE:
+            outcome = render_template(
+                entry, library_root=library.root, worktree=worktree.path, args=use.args
+            )
+        else:
+            outcome = run_codemod(
+                entry,
+                library_root=library.root,
+                worktree=worktree.path,
+                args=use.args,
+                node_tools=settings.node_tools_path,
+            )
         applied.refs.append(outcome.entry)
         applied.commands.append(outcome.command)
         if not outcome.ok:

@@ -44,6 +44,7 @@ class LibraryTool(StrEnum):
     RUFF = "ruff"
     JSCODESHIFT = "jscodeshift"
     ESLINT = "eslint"
+    JINJA = "jinja"
     COMMAND = "command"
 
 
@@ -53,10 +54,11 @@ TOOL_KINDS: dict[LibraryTool, frozenset[LibraryKind]] = {
     LibraryTool.JSCODESHIFT: frozenset({LibraryKind.CODEMOD}),
     LibraryTool.RUFF: frozenset({LibraryKind.LINTER}),
     LibraryTool.ESLINT: frozenset({LibraryKind.LINTER}),
+    LibraryTool.JINJA: frozenset({LibraryKind.TEMPLATE}),
     LibraryTool.COMMAND: frozenset(LibraryKind),
 }
-# Tools that run a file of the library (the codemod module, the transform).
-TOOLS_WITH_SCRIPT = frozenset({LibraryTool.LIBCST, LibraryTool.JSCODESHIFT})
+# Tools that run a file of the library (the codemod module, the transform, the template).
+TOOLS_WITH_SCRIPT = frozenset({LibraryTool.LIBCST, LibraryTool.JSCODESHIFT, LibraryTool.JINJA})
 
 
 def _check_relative(value: str) -> str:
@@ -84,7 +86,8 @@ class LibraryRun(StrictModel):
     script: LibraryPath | None = Field(
         default=None,
         description="The file the tool runs, relative to the index's folder: the libcst "
-        "codemod module, the jscodeshift transform, an eslint or ruff configuration.",
+        "codemod module, the jscodeshift transform, the Jinja template, an eslint or ruff "
+        "configuration.",
     )
     script_sha256: Sha256 | None = Field(
         default=None, description="The script's content hash, filled in when it is recorded."

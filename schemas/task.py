@@ -91,13 +91,15 @@ LibraryPin = Annotated[
 
 
 class CodemodUse(StrictModel):
-    """A library codemod run in the subtask's worktree before the builder's model turn."""
+    """A library codemod run (or template rendered) in the subtask's worktree before the
+    builder's model turn."""
 
     use: LibraryPin
     args: list[str] = Field(
         default_factory=list,
         max_length=50,
-        description="Arguments for this use, e.g. ['--old', 'a', '--new', 'b'].",
+        description="Arguments for this use, e.g. ['--old', 'a', '--new', 'b']; for a "
+        "template: ['--to', 'PATH', '--set', 'NAME=VALUE', ...].",
     )
 
 
