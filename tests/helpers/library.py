@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from orchestrator.gitops import fresh_worktree, git
 from orchestrator.workspace import Workspace
 from schemas import AgentRole, AgentStep
-from tests.conftest import sample_manifest
+from tests.conftest import EXAMPLES, sample_manifest
+from tests.helpers.specs import commit_all
 
 
 def entry_data(**changes: Any) -> dict[str, Any]:
@@ -39,6 +42,22 @@ def codemod_data(**changes: Any) -> dict[str, Any]:
         "tags": ["python", "refactor"],
     }
     return entry_data(**{**codemod, **changes})
+
+
+def sample_git_copy(folder: Path, sample: str = "sample-repo") -> Path:
+    """A git repository (branch main, one commit) copied from ``examples/<sample>``."""
+    repo = folder / sample
+    shutil.copytree(EXAMPLES / sample, repo, ignore=shutil.ignore_patterns("__pycache__"))
+    git(repo, "init", "-q", "--initial-branch=main")
+    commit_all(repo, sample)
+    return repo
+
+
+def sample_worktree(folder: Path, sample: str = "sample-repo") -> Path:
+    """A fresh worktree (branch ``run/<sample>``) of :func:`sample_git_copy`."""
+    repo = sample_git_copy(folder, sample)
+    base = git(repo, "rev-parse", "HEAD")
+    return fresh_worktree(repo, folder / "work" / sample, f"run/{sample}", base).path
 
 
 def write_yaml(path: Path, data: Any) -> Path:

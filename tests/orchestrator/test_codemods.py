@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +11,8 @@ from orchestrator.exceptions import InvalidInputError, LibraryError
 from orchestrator.gitops import fresh_worktree, git
 from orchestrator.library import Library
 from schemas import LibraryEntry
-from tests.conftest import EXAMPLES, REPO_ROOT
-from tests.helpers.library import codemod_data, entry_data
-from tests.helpers.specs import commit_all
+from tests.conftest import REPO_ROOT
+from tests.helpers.library import codemod_data, entry_data, sample_git_copy
 
 PROJECT_LIBRARY = REPO_ROOT / "library"
 RENAME = ("--old", "word_count", "--new", "count_words")
@@ -23,11 +21,7 @@ RENAME = ("--old", "word_count", "--new", "count_words")
 @pytest.fixture
 def sample(tmp_path: Path) -> Path:
     """A git copy of examples/sample-repo (textkit)."""
-    repo = tmp_path / "sample-repo"
-    shutil.copytree(EXAMPLES / "sample-repo", repo, ignore=shutil.ignore_patterns("__pycache__"))
-    git(repo, "init", "-q", "--initial-branch=main")
-    commit_all(repo, "sample")
-    return repo
+    return sample_git_copy(tmp_path)
 
 
 @pytest.fixture

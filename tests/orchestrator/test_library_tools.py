@@ -6,20 +6,18 @@ that ``make test`` fills from ``tools/node/package-lock.json``.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from orchestrator.codemods import run_codemod
 from orchestrator.exceptions import LibraryError
-from orchestrator.gitops import fresh_worktree, git
+from orchestrator.gitops import git
 from orchestrator.library import Library
 from orchestrator.linters import run_linter
 from schemas import LibraryEntry
-from tests.conftest import EXAMPLES, REPO_ROOT
-from tests.helpers.library import write_yaml
-from tests.helpers.specs import commit_all
+from tests.conftest import REPO_ROOT
+from tests.helpers.library import sample_worktree, write_yaml
 
 PROJECT_LIBRARY = REPO_ROOT / "library"
 NODE_TOOLS = REPO_ROOT / "tools" / "node"
@@ -30,18 +28,8 @@ def _entry(pin: str) -> LibraryEntry:
     return library.resolve(pin)
 
 
-def _repo(tmp_path: Path, sample: str) -> Path:
-    """A worktree of a git copy of ``examples/<sample>``."""
-    repo = tmp_path / sample
-    shutil.copytree(EXAMPLES / sample, repo, ignore=shutil.ignore_patterns("__pycache__"))
-    git(repo, "init", "-q", "--initial-branch=main")
-    commit_all(repo, sample)
-    base = git(repo, "rev-parse", "HEAD")
-    return fresh_worktree(repo, tmp_path / "work" / sample, f"run/{sample}", base).path
-
-
 def test_the_ruff_entry_names_each_finding_with_file_line_and_rule(tmp_path: Path) -> None:
-    tree = _repo(tmp_path, "sample-repo")
+    tree = sample_worktree(tmp_path, "sample-repo")
     no_print = _entry("no-print@^1")
     assert run_linter(
         no_print, library_root=PROJECT_LIBRARY, worktree=tree, node_tools=NODE_TOOLS
@@ -64,7 +52,7 @@ def test_the_ruff_entry_names_each_finding_with_file_line_and_rule(tmp_path: Pat
 
 
 def test_the_eslint_entry_finds_console_calls_in_the_javascript_sample(tmp_path: Path) -> None:
-    tree = _repo(tmp_path, "js-sample")
+    tree = sample_worktree(tmp_path, "js-sample")
     report = run_linter(
         _entry("no-console-js"), library_root=PROJECT_LIBRARY, worktree=tree, node_tools=NODE_TOOLS
     )
@@ -74,7 +62,7 @@ def test_the_eslint_entry_finds_console_calls_in_the_javascript_sample(tmp_path:
 
 
 def test_the_jscodeshift_entry_renames_a_function_in_every_file(tmp_path: Path) -> None:
-    tree = _repo(tmp_path, "js-sample")
+    tree = sample_worktree(tmp_path, "js-sample")
     outcome = run_codemod(
         _entry("rename-function-js@^1"),
         library_root=PROJECT_LIBRARY,
@@ -92,7 +80,7 @@ def test_the_jscodeshift_entry_renames_a_function_in_every_file(tmp_path: Path) 
 
 
 def test_a_failing_transform_leaves_the_javascript_as_it_was(tmp_path: Path) -> None:
-    tree = _repo(tmp_path, "js-sample")
+    tree = sample_worktree(tmp_path, "js-sample")
     outcome = run_codemod(
         _entry("rename-function-js@^1"),
         library_root=PROJECT_LIBRARY,
@@ -108,7 +96,7 @@ def test_a_failing_transform_leaves_the_javascript_as_it_was(tmp_path: Path) -> 
 
 
 def test_a_missing_tool_or_a_wrong_kind_is_one_clear_error(tmp_path: Path) -> None:
-    tree = _repo(tmp_path, "js-sample")
+    tree = sample_worktree(tmp_path, "js-sample")
     nowhere = tmp_path / "no-node-tools"
     with pytest.raises(LibraryError, match=f"eslint is not installed in {nowhere}: run 'npm ci"):
         run_linter(
@@ -125,7 +113,7 @@ def test_a_missing_tool_or_a_wrong_kind_is_one_clear_error(tmp_path: Path) -> No
 
 
 def test_a_linter_whose_globs_match_nothing_reports_that_it_did_not_run(tmp_path: Path) -> None:
-    tree = _repo(tmp_path, "js-sample")
+    tree = sample_worktree(tmp_path, "js-sample")
     data = _entry("no-print").model_dump(mode="json")
     index = write_yaml(tmp_path / "lib" / "index.yaml", {"schema_version": 1, "entries": [data]})
     report = run_linter(
@@ -140,7 +128,7 @@ def test_a_linter_whose_globs_match_nothing_reports_that_it_did_not_run(tmp_path
 
 
 def test_a_codemod_with_no_file_to_work_on_is_skipped_not_run(tmp_path: Path) -> None:
-    tree = _repo(tmp_path, "sample-repo")  # Python only: no JavaScript file
+    tree = sample_worktree(tmp_path, "sample-repo")  # Python only: no JavaScript file
     outcome = run_codemod(
         _entry("rename-function-js"),
         library_root=PROJECT_LIBRARY,

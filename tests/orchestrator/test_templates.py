@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from orchestrator.exceptions import LibraryError
-from orchestrator.gitops import fresh_worktree, git
+from orchestrator.gitops import git
 from orchestrator.library import Library
 from orchestrator.templates import render_template
 from schemas import LibraryEntry
-from tests.conftest import EXAMPLES, REPO_ROOT
-from tests.helpers.specs import commit_all
+from tests.conftest import REPO_ROOT
+from tests.helpers.library import sample_worktree
 
 PROJECT_LIBRARY = REPO_ROOT / "library"
 SMOKE = ["--to", "tests/test_smoke.py", "--set", "package=textkit", "--set", "function=slugify"]
@@ -28,12 +27,7 @@ def smoke() -> LibraryEntry:
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    repo = tmp_path / "sample-repo"
-    shutil.copytree(EXAMPLES / "sample-repo", repo, ignore=shutil.ignore_patterns("__pycache__"))
-    git(repo, "init", "-q", "--initial-branch=main")
-    commit_all(repo, "sample")
-    base = git(repo, "rev-parse", "HEAD")
-    return fresh_worktree(repo, tmp_path / "work" / "t", "run/t", base).path
+    return sample_worktree(tmp_path)
 
 
 def test_a_template_renders_a_new_file_with_its_variables(smoke: LibraryEntry, tree: Path) -> None:
