@@ -18,11 +18,10 @@ from prefect.settings import PREFECT_API_URL, PREFECT_CLOUD_API_URL, PREFECT_UI_
 __all__ = ["PAUSED_RUNS_QUERY", "V2_SEGMENT", "flow_run_url", "paused_runs_url", "ui_base_url"]
 
 V2_SEGMENT = "v2"
-# The V2 runs page's own filter (its "State types" select set to Paused), top-level
-# runs only: every flow run waiting for a person at one of our gates is PAUSED.
-PAUSED_RUNS_QUERY = f"state-types={quote(json.dumps(['PAUSED'], separators=(',', ':')))}" + (
-    "&hide-subflows=true"
-)
+# The V2 runs page's own filter (its "State types" select set to Paused): every flow run
+# waiting for a person at one of our gates is PAUSED. Subflows stay listed: a command
+# gate pauses the phase subflow that makes the agent call, not the pipeline's run.
+PAUSED_RUNS_QUERY = f"state-types={quote(json.dumps(['PAUSED'], separators=(',', ':')))}"
 
 
 def ui_base_url() -> str | None:

@@ -48,7 +48,7 @@ def test_a_paused_plan_is_approved_from_another_process_and_the_run_completes(
     assert f"add-text-helpers/{run.run_id}" in shown.stdout
     assert "plan: 2 subtasks: slugify, truncate" in shown.stdout
     assert "Approve the plan of" in shown.stdout  # the description, as the form shows it
-    paused = f"{ui}/v2/runs?state-types=%5B%22PAUSED%22%5D&hide-subflows=true"
+    paused = f"{ui}/v2/runs?state-types=%5B%22PAUSED%22%5D"
     assert f"paused runs in the Prefect UI: {paused}" in shown.stdout
 
     approved = gate_stack.cli(

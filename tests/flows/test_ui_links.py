@@ -16,9 +16,7 @@ def test_a_self_hosted_server_links_open_its_v2_ui() -> None:
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
         assert ui_base_url() == "http://127.0.0.1:4200/v2"
         assert flow_run_url(RUN) == f"http://127.0.0.1:4200/v2/runs/flow-run/{RUN}"
-        assert paused_runs_url() == (
-            "http://127.0.0.1:4200/v2/runs?state-types=%5B%22PAUSED%22%5D&hide-subflows=true"
-        )
+        assert paused_runs_url() == ("http://127.0.0.1:4200/v2/runs?state-types=%5B%22PAUSED%22%5D")
 
 
 def test_prefect_cloud_keeps_its_paths() -> None:
