@@ -38,7 +38,8 @@ from tests.helpers.browser import (
 
 from .conftest import GateStack, PipelineRun
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser]
+# A whole pipeline run (or two) behind a browser: on a busy 2-core machine, minutes.
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.timeout(600)]
 
 # What the literal-text planner wrote (examples/replay/literal/plan-literal-text.yaml).
 SUMMARY = "Touch textkit/__init__.py only. **x** <img src=x> [link](http://x)"
@@ -86,7 +87,7 @@ def test_an_approver_decides_from_the_runs_list_of_the_default_ui(
     shots.take(page, "resume-form")
     fill_decision(dialog, page, "approve", "Ada Lovelace", "two small helpers, as asked")
     shots.take(page, "resume-form-filled")
-    submit_resume(dialog)
+    submit_resume(dialog, page)
     assert approved.wait() == 0, approved.output()
     page.reload()
     expect(page.get_by_text("Completed", exact=True).first).to_be_visible()
@@ -158,5 +159,5 @@ def reject_the_literal_plan(page: Page, run: PipelineRun, shots: Screenshots) ->
     expect(dialog.locator("strong")).to_have_count(0)
     shots.take(page, "literal-plan")
     fill_decision(dialog, page, "reject", "Grace Hopper", "not what was asked")
-    submit_resume(dialog)
+    submit_resume(dialog, page)
     assert run.wait() == 1, run.output()

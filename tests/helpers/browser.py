@@ -32,6 +32,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 STEP_TIMEOUT_MS = 60_000
+RESUME_TIMEOUT_MS = 180_000
 DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 UPDATE_SCREENSHOTS_ENV = "ORCHESTRATOR_UPDATE_SCREENSHOTS"
 
@@ -89,9 +90,12 @@ def open_runs_list(page: Page, ui_url: str) -> None:
     page.goto(ui_url)
     page.wait_for_url(re.compile(r"/v2/"))  # the server redirects to its default UI
     page.get_by_role("link", name="Runs", exact=True).click()
-    page.wait_for_url(re.compile(r"/v2/runs\?"))
-    page.get_by_role("switch", name="Hide subflows").click()
-    page.wait_for_url(re.compile(r"hide-subflows=true"))
+    page.wait_for_url(re.compile(r"/v2/runs"))
+    # The list has loaded (the page is live) once it counts its runs.
+    expect(page.get_by_text(re.compile(r"^\d+ Flow runs?$"))).to_be_visible()
+    hide = page.get_by_role("switch", name="Hide subflows")
+    hide.check()
+    expect(hide).to_be_checked()
 
 
 def run_row(page: Page, flow_run_id: UUID | str) -> Locator:
@@ -103,7 +107,10 @@ def run_row(page: Page, flow_run_id: UUID | str) -> Locator:
 def settled(locator: Locator) -> None:
     """Until the element's opening animations (menus and dialogs fade in) have finished,
     so that a screenshot shows it as a person sees it."""
-    locator.evaluate("e => Promise.all(e.getAnimations({subtree: true}).map(a => a.finished))")
+    # An animation cancelled by a re-render rejects its promise: that one is over too.
+    locator.evaluate(
+        "e => Promise.all(e.getAnimations({subtree: true}).map(a => a.finished.catch(() => null)))"
+    )
 
 
 def open_run_menu(page: Page) -> Locator:
@@ -137,10 +144,15 @@ def fill_decision(dialog: Locator, page: Page, decision: str, approver: str, rea
     dialog.get_by_role("textbox", name=re.compile(r"^Reason")).fill(reason)
 
 
-def submit_resume(dialog: Locator) -> None:
-    """The form's Resume button; the dialog closes once the server took the input."""
+def submit_resume(dialog: Locator, page: Page) -> None:
+    """The form's Resume button; the dialog closes once the server took the input (on a
+    busy machine the resume can take long; a refusal shows as a notification)."""
     dialog.get_by_role("button", name="Resume", exact=True).click()
-    expect(dialog).to_be_hidden()
+    try:
+        expect(dialog).to_be_hidden(timeout=RESUME_TIMEOUT_MS)
+    except AssertionError:
+        notices = page.get_by_role("region", name=re.compile("Notifications")).inner_text()
+        raise AssertionError(f"the Resume form stayed open; notifications: {notices!r}") from None
 
 
 def form_field(scope: Page | Locator, page: Page, label: str) -> Locator:
