@@ -3,7 +3,8 @@
 Parse, call :mod:`flows.approvals`, print. Everything goes through the Prefect API named
 by PREFECT_API_URL, never the local ``.runs/``, so an approver decides from any process
 or machine that reaches the API. Prefect and the flows are imported inside the
-commands: ``orchestrator --help`` does not pay for them.
+commands: ``orchestrator --help`` does not pay for them. Every UI link printed comes
+from :mod:`flows.ui_links`: it opens the UI a person lands on (Prefect's V2 UI).
 
 Exit codes: 0 done; 2 bad input, nothing changed (an unknown run, a run not waiting, a
 gate already decided or timed out, a rejection without a reason, a form the server
@@ -64,8 +65,13 @@ def approvals(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead.")] = False,
 ) -> None:
-    """List the runs waiting for a decision and what each waits for (Prefect API)."""
+    """List the runs waiting for a decision and what each waits for (Prefect API).
+
+    Each row links to its paused flow run in the Prefect UI (Resume is in the run page's
+    ⋮ menu); the last line links to the UI's list of every paused run.
+    """
     from flows.approvals import gates_of_run, run_with_client, waiting_gates
+    from flows.ui_links import paused_runs_url
 
     gates = run_with_client(gates_of_run, run) if run else run_with_client(waiting_gates)
     if as_json:
@@ -78,6 +84,8 @@ def approvals(
     if run:
         _print_descriptions(gates)
     console.print(DECIDE_HINT)
+    if listed := paused_runs_url():
+        console.print(Text(f"paused runs in the Prefect UI: {listed}"))
 
 
 def approve(
@@ -123,6 +131,7 @@ def _decision(run: str, decision: Decision, reason: str, approver: str) -> Appro
 
 def _decide(run: str, gate: str | None, decision: ApprovalDecision) -> None:
     from flows.approvals import decide, run_with_client
+    from flows.ui_links import flow_run_url
 
     resumed = run_with_client(decide, run, decision, gate=gate)
     verb = "approved" if decision.decision is Decision.APPROVE else "rejected"
@@ -130,25 +139,29 @@ def _decide(run: str, gate: str | None, decision: ApprovalDecision) -> None:
         f"{verb} [bold]{resumed.notice.approval_id}[/bold] of {resumed.notice.label} as "
         f"{decision.approver} (cli); flow run '{resumed.flow_run_name}' resumes"
     )
-    if resumed.ui_url:
-        console.print(resumed.ui_url)
+    if link := flow_run_url(resumed.flow_run_id):
+        console.print(Text(link))
 
 
 # -- printing ----------------------------------------------------------------------
 
 
 def _as_json(gate: WaitingGate) -> dict[str, Any]:
+    from flows.ui_links import flow_run_url
+
     return {
         **gate.notice.model_dump(mode="json"),
         "flow_run_id": str(gate.flow_run_id),
         "flow_run_name": gate.flow_run_name,
         "expires_at": gate.expires_at.isoformat() if gate.expires_at else None,
         "expired": gate.expired,
-        "ui_url": gate.ui_url,
+        "ui_url": flow_run_url(gate.flow_run_id),
     }
 
 
 def _waiting_table(gates: list[WaitingGate]) -> Table:
+    from flows.ui_links import flow_run_url
+
     table = Table("run", "gate", "waiting for", "since (UTC)", "expires")
     table.add_column("flow run", overflow="fold")
     for g in gates:
@@ -158,7 +171,7 @@ def _waiting_table(gates: list[WaitingGate]) -> Table:
             g.notice.summary,  # may quote what an agent wrote: shown as text, never markup
             f"{g.notice.requested_at:%Y-%m-%d %H:%M:%S}",
             _expires_text(g),
-            g.ui_url or str(g.flow_run_id),
+            flow_run_url(g.flow_run_id) or str(g.flow_run_id),
         )
         table.add_row(*(Text(terminal_text(cell)) for cell in cells))
     return table

@@ -115,9 +115,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="session")
 def escalation_replay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplayServer]:
-    """The replay provider with the escalation fixture set (it extends the sample set)."""
+    """The replay provider with the literal fixture set (escalation, sample, and a plan in
+    markdown and HTML for the browser tests)."""
     log = tmp_path_factory.mktemp("replay") / "requests.jsonl"
-    with ReplayServer(EXAMPLES / "replay" / "escalation", request_log=log) as server:
+    with ReplayServer(EXAMPLES / "replay" / "literal", request_log=log) as server:
         yield server
 
 

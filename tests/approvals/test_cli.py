@@ -40,18 +40,23 @@ def test_a_paused_plan_is_approved_from_another_process_and_the_run_completes(
     [entry] = [e for e in json.loads(listed.stdout) if e["run_id"] == run.run_id]
     assert entry["gate"] == "plan" and entry["approval_id"] == "plan"
     assert entry["flow_run_id"] == str(waiting.flow_run_id)
-    assert entry["ui_url"] == f"{gate_stack.server.ui_url}/runs/flow-run/{waiting.flow_run_id}"
+    # Links open Prefect's default (V2) UI, the one http://127.0.0.1:4200/ lands on.
+    ui = gate_stack.server.ui_url
+    assert entry["ui_url"] == f"{ui}/v2/runs/flow-run/{waiting.flow_run_id}"
     shown = gate_stack.cli_here("approvals", run.run_id)
     assert shown.returncode == 0, shown.stderr
     assert f"add-text-helpers/{run.run_id}" in shown.stdout
     assert "plan: 2 subtasks: slugify, truncate" in shown.stdout
     assert "Approve the plan of" in shown.stdout  # the description, as the form shows it
+    paused = f"{ui}/v2/runs?state-types=%5B%22PAUSED%22%5D"
+    assert f"paused runs in the Prefect UI: {paused}" in shown.stdout
 
     approved = gate_stack.cli(
         "approve", run.run_id, "--reason", "two small helpers", "--approver", "Grace Hopper"
     )
     assert approved.returncode == 0, approved.stderr
     assert "approved plan of add-text-helpers/" in approved.stdout
+    assert f"{ui}/v2/runs/flow-run/{waiting.flow_run_id}" in approved.stdout
 
     assert run.wait() == 0, run.output()
     manifest = gate_stack.manifest(run.run_id)
