@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from agents.steps import result_branch, result_worktree_path, subtask_branch
+from orchestrator.lifecycle import VERDICT_FAILURE
 from orchestrator.retention import Action, ItemKind, collect, collect_run
 from orchestrator.workspace import Workspace
-from schemas import RunStatus
+from schemas import ErrorRecord, RunManifest, RunStatus
 from tests.helpers.repos import git
 from tests.helpers.run_layout import branches, layout, make_run, target_repo, worktrees
 
@@ -135,3 +136,19 @@ def test_a_branch_checked_out_elsewhere_is_kept(
         (i.kind, i.name, i.action, i.reason) for i in items
     }
     assert worktrees(repo) == [tmp_path / "mine"]
+
+
+def test_a_run_failed_by_its_verdict_is_finished_for_good(workspace: Workspace, repo: Path) -> None:
+    handle = make_run(workspace, repo, status=RunStatus.SUCCEEDED)
+
+    def failed_by_tests(m: RunManifest) -> None:  # what fail_run's default records
+        m.status = RunStatus.FAILED
+        m.status_reason = "tests failed: pytest exited 1"
+        m.errors.append(ErrorRecord(at=m.updated_at, type=VERDICT_FAILURE, message=m.status_reason))
+
+    handle.update(failed_by_tests, event="test.failed")
+
+    collect(workspace)
+
+    assert worktrees(repo) == []
+    assert [b for b in branches(repo) if handle.run_id in b] == [result_branch(handle)]
