@@ -14,6 +14,7 @@ import httpx
 from pydantic import SecretStr
 
 from orchestrator.exceptions import DevStackError
+from orchestrator.prefect_retries import prefect_client_environ
 from orchestrator.supervisor import Supervised, clean_environ, health_url, log_tail
 from schemas import CodexServerConfig
 
@@ -87,13 +88,16 @@ def spawn_worker(
     """``prefect worker start --pool POOL``; ready once the API lists it online.
 
     Its environment, which its flow runs inherit, holds :func:`run_environ` (the
-    orchestrator home and the AppRole secret_id); its working folder is the project
+    orchestrator home and the AppRole secret_id) and the Prefect client's retry bound
+    (:func:`orchestrator.prefect_retries.prefect_client_environ`: our defaults, or the
+    ``PREFECT_CLIENT_*`` values this process has); its working folder is the project
     (``prefect.yaml``'s pull step reads ``$PWD``).
     """
     state_dir = state_folder(state_dir)
     env = prefect_environ(
         state_dir, api_url=api_url, worker_query_seconds=str(WORKER_QUERY_SECONDS)
     )
+    env.update(prefect_client_environ())
     env.update(run_environ(state_dir, home=home), PWD=str(project_dir))
     name = f"orchestrator-{pool}-{os.getpid()}"
     command = _prefect("worker", "start", "--pool", pool, "--type", "process", "--name", name)

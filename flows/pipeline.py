@@ -44,6 +44,7 @@ from orchestrator.lifecycle import (
     resume_run,
     start_run,
 )
+from orchestrator.retention import Action, collect_run
 from orchestrator.run_checks import code_without_spec, over_budget, specs_before_plan
 from orchestrator.taskspec import load_task_spec
 from orchestrator.workspace import Workspace
@@ -373,3 +374,22 @@ async def _finish(
             logger.warning("cloud sync not recorded: %s", exc)
     await publish_summary(handle, handle.read())
     logger.info("run %s %s; manifest %s", handle.label, manifest.status.value, handle.manifest_path)
+    if handle.workspace.settings.gc_on_finish:
+        _collect_garbage(handle)
+
+
+def _collect_garbage(handle: RunHandle) -> None:
+    """The run's own retention step (ORCHESTRATOR_GC_ON_FINISH); its status stands
+    whatever retention does."""
+    logger = run_logger()
+    ref = handle.workspace.store.ref(handle.task_id, handle.run_id)
+    try:
+        items = collect_run(handle.workspace, ref)
+    except OrchestratorError as exc:
+        logger.warning("retention skipped: %s", exc)
+        return
+    for item in items:
+        if item.action is not Action.REMOVED:
+            logger.info("retention: %s %s %s: %s", item.action, item.kind, item.name, item.reason)
+    removed = sum(i.action is Action.REMOVED for i in items)
+    logger.info("retention: %d worktree(s) and branch(es) removed", removed)

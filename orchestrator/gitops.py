@@ -32,15 +32,19 @@ no agent can write the repository's git folder at all."""
 GIT_TIMEOUT_SECONDS = 120
 
 
-def git(repo: Path, *args: str, check: bool = True) -> str:
-    """Run ``git -C repo args`` and return its stdout (stripped)."""
-    completed = subprocess.run(
+def _run_git(repo: Path, args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         ["git", *GIT_IDENTITY, *GIT_HARDENING, "-C", str(repo), *args],
         capture_output=True,
         text=True,
         timeout=GIT_TIMEOUT_SECONDS,
         check=False,
     )
+
+
+def git(repo: Path, *args: str, check: bool = True) -> str:
+    """Run ``git -C repo args`` and return its stdout (stripped)."""
+    completed = _run_git(repo, args)
     if check and completed.returncode != 0:
         command = "git " + " ".join(args)
         detail = (completed.stderr or completed.stdout).strip().splitlines()
@@ -193,3 +197,89 @@ def merge_branches(worktree: Worktree, branches: list[str]) -> str:
             git(worktree.path, "merge", "--abort", check=False)
             raise
     return git(worktree.path, "rev-parse", "HEAD")
+
+
+# -- retention: what a finished run left behind ------------------------------------
+
+
+@dataclass(frozen=True)
+class WorktreeEntry:
+    """One worktree as ``git worktree list`` registers it."""
+
+    path: Path
+    head: str | None
+    branch: str | None
+    """The branch checked out (without ``refs/heads/``); ``None`` when detached."""
+    locked: bool
+
+
+def list_worktrees(repo: Path) -> list[WorktreeEntry]:
+    """Every worktree registered in ``repo`` (its main working tree first)."""
+    # -z: a path may hold a newline; records end with an empty field.
+    out = _run_git(repo, ("worktree", "list", "--porcelain", "-z"))
+    if out.returncode != 0:
+        raise GitError(
+            f"git worktree list failed in {repo}: {out.stderr.strip()}",
+            command="git worktree list",
+            stderr=out.stderr,
+        )
+    entries: list[WorktreeEntry] = []
+    fields: dict[str, str] = {}
+    for field in out.stdout.split("\0"):
+        if field:
+            key, _, value = field.partition(" ")
+            fields[key] = value
+        elif fields:
+            entries.append(_worktree_entry(fields))
+            fields = {}
+    return entries
+
+
+def _worktree_entry(fields: dict[str, str]) -> WorktreeEntry:
+    branch = fields.get("branch")
+    return WorktreeEntry(
+        path=Path(fields["worktree"]),
+        head=fields.get("HEAD"),
+        branch=branch.removeprefix("refs/heads/") if branch else None,
+        locked="locked" in fields,
+    )
+
+
+def uncommitted_changes(path: Path) -> list[str]:
+    """The worktree's changed and untracked files (``git status --porcelain`` lines);
+    ignored files are not work."""
+    return git(path, "status", "--porcelain", "--untracked-files=all").splitlines()
+
+
+def is_ancestor(repo: Path, commit: str, of: str) -> bool:
+    """True when ``commit`` is ``of`` or one of its ancestors (nothing on it is lost
+    while ``of`` stays)."""
+    done = _run_git(repo, ("merge-base", "--is-ancestor", commit, of))
+    if done.returncode not in (0, 1):
+        raise GitError(
+            f"git merge-base --is-ancestor {commit} {of} failed in {repo}: {done.stderr.strip()}",
+            command="git merge-base --is-ancestor",
+            stderr=done.stderr,
+        )
+    return done.returncode == 0
+
+
+def remove_clean_worktree(repo: Path, path: Path) -> None:
+    """Remove a worktree only if git agrees it is clean and unlocked.
+
+    Without ``--force``, ``git worktree remove`` refuses a worktree with modified or
+    untracked files or a lock: a change made after the caller looked is not lost.
+
+    Raises:
+        GitError: git refused (the worktree stays as it is).
+    """
+    git(repo, "worktree", "remove", str(path))
+
+
+def delete_branch(repo: Path, branch: str, commit: str) -> None:
+    """Delete ``branch`` only while it still points at ``commit``.
+
+    Raises:
+        GitError: the branch moved (or is gone); it is left as it is.
+    """
+    git(repo, "update-ref", "-d", f"refs/heads/{branch}", commit)

@@ -21,6 +21,11 @@ class Settings(BaseSettings):
     )
     env: SafeId = Field(default="dev", description="Environment: selects Vault path and policy.")
     lock_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for a lock.")
+    gc_on_finish: bool = Field(
+        default=False,
+        description="When a run finishes for good, remove its worktrees and merged subtask "
+        "branches, as 'orchestrator gc RUN' does (docs/retention.md).",
+    )
     library_index: Path | None = Field(
         default=None,
         description="The learning library's index (default: <home>/library/index.yaml).",

@@ -31,6 +31,8 @@ HERE = Path(__file__).resolve().parent
 CLI = [str(Path(sys.executable).parent / "orchestrator")]  # the real console script
 SERVE_TIMEOUT = 120
 STOP_TIMEOUT = 60
+USER_JITTER = "0.4"
+"""A Prefect client setting the user gives ``orchestrator serve``: the worker must keep it."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     started = time.monotonic()
     done = orchestrator(
         "serve", "--state-dir", str(state_dir), "--home", str(home), "--port", str(free_port()),
-        timeout=SERVE_TIMEOUT,
+        timeout=SERVE_TIMEOUT, env={"PREFECT_CLIENT_RETRY_JITTER_FACTOR": USER_JITTER},
     )  # fmt: skip
     ready_seconds = time.monotonic() - started
     try:

@@ -27,10 +27,11 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 
-from devstack import read_secret_id, stack_processes
+from devstack import read_secret_id, read_stack, stack_processes
+from orchestrator.prefect_retries import PREFECT_CLIENT_RETRY_DEFAULTS
 from schemas import RunStatus, schema_errors
 
-from .conftest import Served, orchestrator
+from .conftest import USER_JITTER, Served, orchestrator
 from .helpers import (
     EXAMPLES,
     approval_task,
@@ -192,3 +193,17 @@ def wait_paused(client: SyncPrefectClient, flow_run_id: UUID, *, timeout: float 
         assert state is None or not state.is_final(), f"the run ended {state.name}"
         assert time.monotonic() < deadline, "the run never paused at the plan gate"
         time.sleep(0.5)
+
+
+def test_the_worker_has_the_client_retry_bound_and_keeps_the_users_settings(
+    served: Served,
+) -> None:
+    (worker,) = [s for s in read_stack(served.state_dir).services if s.name == "worker"]
+    raw = Path(f"/proc/{worker.pid}/environ").read_bytes().split(b"\0")
+    environ = dict(item.decode().partition("=")[::2] for item in raw if item)
+    assert (
+        environ["PREFECT_CLIENT_MAX_RETRIES"]
+        == PREFECT_CLIENT_RETRY_DEFAULTS["PREFECT_CLIENT_MAX_RETRIES"]
+    )
+    assert environ["PREFECT_CLIENT_RETRY_EXTRA_CODES"] == "504"
+    assert environ["PREFECT_CLIENT_RETRY_JITTER_FACTOR"] == USER_JITTER
