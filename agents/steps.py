@@ -89,8 +89,9 @@ def _redo_context(step: AgentStep) -> str:
     return REDO_NOTE if step.attempt > 1 else ""
 
 
-def _outcome(outcome: RoleOutcome[object]) -> StepOutcome:
+def _outcome(outcome: RoleOutcome[object], session: AgentSession) -> StepOutcome:
     return StepOutcome(
+        model=session.config.model,
         thread_id=outcome.thread_id,
         prompt_sha256=outcome.prompt_sha256,
         commands=list(outcome.commands),
@@ -131,7 +132,7 @@ async def plan_step(
                 context=_redo_context(step),
                 on_event=on_event,
             )
-            plan, outcome = role.output, _outcome(role)
+            plan, outcome = role.output, _outcome(role, session)
     except Exception as exc:
         fail_step(handle, PhaseName.PLAN, PLAN_STEP, exc)
         raise
@@ -235,7 +236,12 @@ async def build_step(
     ]
     built = _subtask_marker(subtask_id, StepStatus.SUCCEEDED, commit=commit)
     finish_step(
-        handle, step_id, _outcome(role), artifacts=artifacts, task_run_id=task_run_id, also=built
+        handle,
+        step_id,
+        _outcome(role, session),
+        artifacts=artifacts,
+        task_run_id=task_run_id,
+        also=built,
     )
     return _subtask(handle, subtask_id)
 
@@ -358,7 +364,7 @@ async def test_step(
     finish_step(
         handle,
         TEST_STEP,
-        _outcome(role),
+        _outcome(role, session),
         artifacts=[artifact],
         task_run_id=task_run_id,
         also=_result_fields(tests_passed=role.output.passed),
@@ -410,7 +416,7 @@ async def review_step(
     finish_step(
         handle,
         REVIEW_STEP,
-        _outcome(role),
+        _outcome(role, session),
         artifacts=[artifact],
         task_run_id=task_run_id,
         also=_result_fields(verdict=role.output.verdict.value),

@@ -23,6 +23,7 @@ from blocks import CodexCloudEndpoint, CodexServerSettings, VaultCredentials
 from orchestrator.approvals import handover_markdown, plan_markdown
 from orchestrator.credentials import OPENAI_API_KEY
 from orchestrator.exceptions import (
+    BudgetStoppedError,
     InvalidInputError,
     OrchestratorError,
     RunFailedError,
@@ -39,7 +40,7 @@ from orchestrator.taskspec import load_task_spec
 from orchestrator.workspace import Workspace
 from schemas import Channel, Decision, Gate, GateMode, Plan, RunManifest, RunStatus, Verdict
 
-from ._artifacts import publish_summary
+from ._artifacts import publish_summary, publish_usage
 from ._runtime import (
     DEFAULT_BLOCK,
     codex_config,
@@ -140,6 +141,8 @@ def run_summary(handle: RunHandle, manifest: RunManifest) -> dict[str, Any]:
         "manifest": str(handle.manifest_path),
         "result_branch": result.branch if result else None,
         "sync": manifest.sync.state.value if manifest.sync else None,
+        "tokens": manifest.usage.tokens.total_tokens,
+        "cost_usd": manifest.usage.cost_usd,
     }
 
 
@@ -177,6 +180,8 @@ async def _drive(handle: RunHandle, blocks: dict[str, str]) -> None:
         await _check_credentials(handle, blocks)
         with quiet_subflow():
             await _run_phases(handle, blocks)
+    except BudgetStoppedError:
+        return  # stopped at its budget gate: recorded rejected, ends like a rejection
     except Exception as exc:
         if not handle.read().status.finished:
             fail_run(handle, str(exc) or type(exc).__name__, error_type=type(exc).__name__)
@@ -284,5 +289,7 @@ async def _finish(
             await mirror_run(handle.task_id, handle.run_id, cloud_block, vault_block)
         except OrchestratorError as exc:  # the ledger or manifest could not be written
             logger.warning("cloud sync not recorded: %s", exc)
-    await publish_summary(handle, handle.read())
+    finished = handle.read()
+    await publish_usage(handle, finished)
+    await publish_summary(handle, finished)
     logger.info("run %s %s; manifest %s", handle.label, manifest.status.value, handle.manifest_path)

@@ -14,6 +14,7 @@ from ._base import (
 )
 from .approval import Approval, ApprovalDecision, Channel, Decision, Gate
 from .audit import AuditEvent
+from .budget import BudgetKind, BudgetLimits, RunBudget
 from .codex import (
     REPLAY_MODEL,
     ApprovalPolicyName,
@@ -59,8 +60,10 @@ from .manifest import (
     SubtaskRecord,
     TaskSnapshot,
     TokenUsage,
+    UsageTotals,
 )
 from .outputs import BuildReport, Plan, ReviewVerdict, TestReport, Verdict
+from .prices import PRICE_TABLE_SCHEMA_VERSION, ModelPrice, PriceTable
 from .spec import (
     INACTIVE_SPEC_STATUSES,
     SpecFinding,
@@ -89,6 +92,7 @@ __all__ = [
     "LIBRARY_INDEX_VERSION",
     "LIBRARY_REF_PATTERN",
     "MANIFEST_SCHEMA_VERSION",
+    "PRICE_TABLE_SCHEMA_VERSION",
     "REPLAY_MODEL",
     "SAFE_ID_PATTERN",
     "SEMVER_PATTERN",
@@ -101,6 +105,8 @@ __all__ = [
     "ApprovalSettings",
     "ArtifactRecord",
     "AuditEvent",
+    "BudgetKind",
+    "BudgetLimits",
     "BuildReport",
     "Channel",
     "CodexServerConfig",
@@ -126,13 +132,16 @@ __all__ = [
     "LibraryTool",
     "ModeDecision",
     "ModelCatalogEntry",
+    "ModelPrice",
     "ModelProvider",
     "PatchRecord",
     "PhaseName",
     "PhaseRecord",
     "Phases",
     "Plan",
+    "PriceTable",
     "ReviewVerdict",
+    "RunBudget",
     "RunManifest",
     "RunResult",
     "RunStatus",
@@ -158,6 +167,7 @@ __all__ = [
     "TaskSpec",
     "TestReport",
     "TokenUsage",
+    "UsageTotals",
     "Verdict",
     "WaitingGate",
     "check_http_url",

@@ -13,6 +13,7 @@ class Gate(StrEnum):
     PLAN = "plan"
     HANDOVER = "handover"
     COMMAND = "command"
+    BUDGET = "budget"
 
 
 class Decision(StrEnum):

@@ -11,6 +11,7 @@ from rich.table import Table
 from orchestrator.exceptions import ManifestCorruptError, OrchestratorError
 from orchestrator.runstore import load_manifest
 from orchestrator.taskspec import load_task_spec, resolve_repo
+from orchestrator.usage import cost_text, usage_line
 from orchestrator.workspace import Workspace
 from schemas import DOCUMENTS, RunManifest, render_schema, schema_path
 
@@ -97,6 +98,9 @@ def show(
     console.print(f"mode: {manifest.mode.mode} ({manifest.mode.reason})  env: {manifest.env}")
     console.print(f"manifest: {ref.manifest_path}")
     console.print(_phase_table(manifest))
+    console.print(f"usage: {usage_line(manifest.usage)}", highlight=False)
+    if manifest.budget is not None:
+        console.print(f"budget: {_limits_text(manifest)} ({manifest.budget.source})")
     if manifest.approvals:
         console.print(_approval_table(manifest))
     if manifest.artifacts:
@@ -108,11 +112,11 @@ def show(
 
 
 def _phase_table(manifest: RunManifest) -> Table:
-    table = Table("phase", "step", "role", "status", "commands (exit)", "tokens", "ms")
+    table = Table(
+        "phase", "step", "role", "status", "commands (exit)", "model", "tokens", "cost", "ms"
+    )
     for name in ("plan", "build", "test", "review"):
         phase = getattr(manifest.phases, name)
-        if not phase.steps:
-            table.add_row(name, "", "", phase.status.value, "", "", "")
         for step in phase.steps:
             commands = ", ".join(f"{c.command[:40]} ({c.exit_code})" for c in step.commands)
             table.add_row(
@@ -121,10 +125,22 @@ def _phase_table(manifest: RunManifest) -> Table:
                 step.role.value,
                 step.status.value,
                 commands,
+                step.model or "-",
                 str(step.tokens.total_tokens),
+                cost_text(step.cost_usd),
                 str(step.duration_ms or ""),
             )
+        usage = phase.usage
+        total = (str(usage.tokens.total_tokens), cost_text(usage.cost_usd))
+        label = f"{name} total" if phase.steps else name
+        table.add_row(label, "", "", phase.status.value, "", "", *total, "")
     return table
+
+
+def _limits_text(manifest: RunManifest) -> str:
+    assert manifest.budget is not None
+    limits = manifest.budget.limits.model_dump(exclude_none=True)
+    return ", ".join(f"{name} {value}" for name, value in limits.items()) or "no limit"
 
 
 def _approval_table(manifest: RunManifest) -> Table:
