@@ -171,6 +171,7 @@ async def approval_gate(
             summary=summary if summary is not None else gate_summary(handle.read(), gate),
             requested_at=approval.requested_at,
             timeout_seconds=timeout_seconds,
+            env=handle.read().env,
         )
         decision = await _ask_a_person(handle, notice, shown, form)
     decided = record_decision(handle, approval_id, decision, sandbox_exit=sandbox_exit)

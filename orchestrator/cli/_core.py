@@ -6,14 +6,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from orchestrator.exceptions import ManifestCorruptError, OrchestratorError
-from orchestrator.runstore import load_manifest
+from orchestrator.runstore import RunRef, load_manifest
 from orchestrator.taskspec import load_task_spec, resolve_repo
 from orchestrator.usage import cost_text, usage_line
 from orchestrator.workspace import Workspace
-from schemas import DOCUMENTS, RunManifest, render_schema, schema_path
+from schemas import DOCUMENTS, PhaseName, RunManifest, StepStatus, render_schema, schema_path
 
 from ._console import console
 
@@ -54,10 +55,21 @@ def runs(
     if not refs:
         console.print(f"no runs under {workspace.store.root}")
         return
-    table = Table("task", "run", "status", "mode", "phases", "sync", "updated (UTC)")
+    console.print(_runs_table(refs, width=console.width))
+
+
+def _runs_table(refs: list[RunRef], *, width: int) -> Table:
+    """The run id is whole on one line whenever it fits (people copy it); the rest folds."""
+    run_width = max(len(ref.run_id) for ref in refs)
+    whole = run_width <= width // 2
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("task", overflow="fold")
+    table.add_column("run", no_wrap=whole, min_width=run_width if whole else None)
+    for name in ("status", "mode", "phase", "sync", "updated (UTC)"):
+        table.add_column(name, overflow="fold")
     for ref in refs:
         table.add_row(*_run_row(ref.task_id, ref.run_id, ref.manifest_path))
-    console.print(table)
+    return table
 
 
 def _run_row(task_id: str, run_id: str, path: Path) -> list[str]:
@@ -65,20 +77,26 @@ def _run_row(task_id: str, run_id: str, path: Path) -> list[str]:
         manifest = load_manifest(path)
     except ManifestCorruptError:
         return [task_id, run_id, "[red]corrupt manifest[/red]", "", "", "", ""]
-    phases = " ".join(
-        f"{name}:{getattr(manifest.phases, name).status.value}"
-        for name in ("plan", "build", "test", "review")
-    )
     sync = manifest.sync.state.value if manifest.sync else "-"
     return [
         task_id,
         run_id,
         manifest.status.value,
         manifest.mode.mode.value,
-        phases,
+        _current_phase(manifest),
         sync,
-        f"{manifest.updated_at:%Y-%m-%d %H:%M:%S}",
+        f"{manifest.updated_at:%m-%d %H:%M}",
     ]
+
+
+def _current_phase(manifest: RunManifest) -> str:
+    """The last phase that started, and its status (``show`` has every phase)."""
+    started = [
+        name for name in PhaseName if manifest.phases.get(name).status is not StepStatus.PENDING
+    ]
+    if not started:
+        return "-"
+    return f"{started[-1].value} {manifest.phases.get(started[-1]).status.value}"
 
 
 def show(

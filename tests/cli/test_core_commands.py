@@ -185,3 +185,18 @@ def test_show_prints_usage_per_step_phase_and_run_with_an_unknown_cost(
         "cost unknown (no price for house-model)"
     ) in shown.stdout
     assert "budget: tokens 90000 (env dev: no default)" in shown.stdout
+
+
+def test_runs_shows_whole_run_ids_at_80_columns(cli: Cli, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    store = Workspace.open(Settings(home=home)).store
+    made = [sample_manifest(task_id=t) for t in ("add-text-helpers", "escalated-commands")]
+    for manifest in made:
+        store.create(manifest)
+
+    listing = cli("runs", env={"COLUMNS": "80"})
+    assert listing.returncode == 0, listing.stderr
+    lines = listing.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for manifest in made:
+        assert any(manifest.run_id in line for line in lines), listing.stdout
