@@ -40,7 +40,8 @@ GateOption = Annotated[
     str | None,
     typer.Option(
         "--gate",
-        help="plan, handover, command, or an approval id; needed when a run waits at several.",
+        help="plan, handover, command, budget, or an approval id; needed when a run waits "
+        "at several.",
     ),
 ]
 ApproverOption = Annotated[
