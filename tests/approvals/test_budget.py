@@ -24,12 +24,13 @@ def paused_after_first_builder(stack: GateStack, run: PipelineRun, gate: str) ->
     """The run waits at ``gate`` with the first builder done and the second not begun."""
     waiting = stack.wait_for_gate(run, gate)
     manifest = stack.manifest(run.run_id)
-    first = manifest.step("build-longest-word")
+    plan, first = manifest.step("plan"), manifest.step("build-slugify")
+    assert plan is not None and 0 < plan.tokens.total_tokens < LIMIT  # the planner stayed below
     assert first is not None and first.status is StepStatus.SUCCEEDED
-    assert manifest.step("build-unique-words") is None  # no call after the one that crossed
+    assert manifest.step("build-truncate") is None  # no call after the one that crossed
     assert manifest.status is RunStatus.PAUSED
     used = manifest.usage.tokens.total_tokens
-    assert used == first.tokens.total_tokens >= LIMIT
+    assert used == plan.tokens.total_tokens + first.tokens.total_tokens >= LIMIT
     assert waiting.notice.gate is Gate.BUDGET
     assert waiting.notice.summary == f"tokens budget reached: {used} used of {LIMIT}"
     approval = manifest.approval(gate)
@@ -91,7 +92,7 @@ def test_a_run_stopped_at_its_budget_ends_rejected_with_the_budget_as_reason(
     assert f"was rejected: {reason}" in run.output()
     manifest = gate_stack.manifest(run.run_id)
     assert (manifest.status, manifest.status_reason) == (RunStatus.REJECTED, reason)
-    assert manifest.step("build-unique-words") is None
+    assert manifest.step("build-truncate") is None
     assert manifest.phases.test.status is StepStatus.PENDING
     gate = manifest.approval("budget-1")
     assert gate is not None and (gate.decision, gate.reason) == (Decision.REJECT, "too dear")
