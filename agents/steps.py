@@ -93,12 +93,14 @@ def _redo_context(step: AgentStep) -> str:
 
 def _outcome(
     outcome: RoleOutcome[object],
+    session: AgentSession,
     *,
     library: list[str] | None = None,
     commands_before: list[CommandRecord] | None = None,
 ) -> StepOutcome:
     """The step's record: the role call's, after what ran before it (codemods, linters)."""
     return StepOutcome(
+        model=session.config.model,
         thread_id=outcome.thread_id,
         prompt_sha256=outcome.prompt_sha256,
         commands=[*(commands_before or []), *outcome.commands],
@@ -145,7 +147,7 @@ async def plan_step(
                 context=_context(_redo_context(step), catalog),
                 on_event=on_event,
             )
-            plan, outcome = role.output, _outcome(role)
+            plan, outcome = role.output, _outcome(role, session)
     except Exception as exc:
         fail_step(handle, PhaseName.PLAN, PLAN_STEP, exc)
         raise
@@ -251,7 +253,7 @@ async def build_step(
         ),
     ]
     built = _subtask_marker(subtask_id, StepStatus.SUCCEEDED, commit=commit)
-    outcome = _outcome(role, library=codemods.refs, commands_before=codemods.commands)
+    outcome = _outcome(role, session, library=codemods.refs, commands_before=codemods.commands)
     finish_step(handle, step_id, outcome, artifacts=artifacts, task_run_id=task_run_id, also=built)
     return _subtask(handle, subtask_id)
 
@@ -380,7 +382,7 @@ async def test_step(
     finish_step(
         handle,
         TEST_STEP,
-        _outcome(role, library=[r.entry for r in lint]),
+        _outcome(role, session, library=[r.entry for r in lint]),
         artifacts=[artifact],
         task_run_id=task_run_id,
         also=_result_fields(tests_passed=report.all_passed),
@@ -432,7 +434,7 @@ async def review_step(
     finish_step(
         handle,
         REVIEW_STEP,
-        _outcome(role),
+        _outcome(role, session),
         artifacts=[artifact],
         task_run_id=task_run_id,
         also=_result_fields(verdict=role.output.verdict.value),

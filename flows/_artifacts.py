@@ -1,4 +1,5 @@
-"""Prefect artifacts that summarise a run in the UI: plan, subtasks, tests, verdict, manifest."""
+"""Prefect artifacts that summarise a run in the UI: plan, subtasks, tests, verdict, usage,
+manifest."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from orchestrator.lifecycle import RunHandle
 from orchestrator.literal import md_cell, md_code, md_fence, md_text
-from schemas import Plan, ReviewVerdict, RunManifest, TestReport
+from orchestrator.usage import cost_text, usage_line
+from schemas import PhaseName, Plan, ReviewVerdict, RunManifest, TestReport, TokenUsage
 
 
 def artifact_key(handle: RunHandle, what: str) -> str:
@@ -91,6 +93,42 @@ async def publish_verdict(handle: RunHandle, verdict: ReviewVerdict) -> None:
     )
 
 
+def usage_rows(manifest: RunManifest) -> list[dict[str, str | int]]:
+    """One row per agent step, one per phase, and the run's total: tokens and cost."""
+
+    def row(
+        scope: str, name: str, model: str, tokens: TokenUsage, cost: float | None
+    ) -> dict[str, str | int]:
+        return {
+            "scope": scope,
+            "name": md_text(name),
+            "model": md_text(model),
+            "input": tokens.input_tokens,
+            "cached input": tokens.cached_input_tokens,
+            "output": tokens.output_tokens,
+            "reasoning": tokens.reasoning_output_tokens,
+            "total": tokens.total_tokens,
+            "cost (USD)": cost_text(cost),
+        }
+
+    rows = []
+    for name in PhaseName:
+        phase = manifest.phases.get(name)
+        rows += [row("step", s.id, s.model or "-", s.tokens, s.cost_usd) for s in phase.steps]
+        rows.append(row("phase", name.value, "", phase.usage.tokens, phase.usage.cost_usd))
+    usage = manifest.usage
+    rows.append(row("run", f"{usage.agent_calls} agent calls", "", usage.tokens, usage.cost_usd))
+    return rows
+
+
+async def publish_usage(handle: RunHandle, manifest: RunManifest) -> None:
+    await acreate_table_artifact(
+        usage_rows(manifest),
+        key=artifact_key(handle, "usage"),
+        description=f"Token usage and cost of {md_code(handle.label)}",
+    )
+
+
 async def publish_summary(handle: RunHandle, manifest: RunManifest) -> None:
     result = manifest.result
     lines = [
@@ -106,6 +144,7 @@ async def publish_summary(handle: RunHandle, manifest: RunManifest) -> None:
         lines.append(f"- result branch: {md_code(result.branch)} at {md_code(commit)}")
     if manifest.sync:
         lines.append(f"- cloud sync: {manifest.sync.state.value}")
+    lines.append(f"- usage: {md_text(usage_line(manifest.usage))}")
     if result and result.diff_stat:
         lines += ["", md_fence(result.diff_stat)]
     await acreate_markdown_artifact(

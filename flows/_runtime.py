@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, ParamSpec, TypeVar
 
+import anyio
 from prefect import Task, get_run_logger, task
 from prefect.blocks.core import Block
 from prefect.cache_policies import NO_CACHE
@@ -50,7 +51,7 @@ from schemas import (
     StepStatus,
 )
 
-from .gates import CommandEscalation
+from .gates import CommandEscalation, enforce_budget
 
 DEFAULT_BLOCK = "default"
 
@@ -202,6 +203,8 @@ class PhaseRuntime:
     broker: CredentialBroker
     approver: Approver
     sessions: WarmSessions | None = None
+    budget_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    """One budget gate at a time in this phase flow run (see ``enforce_budget``)."""
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[CodexSession]:
@@ -326,17 +329,22 @@ async def call_agent(
 ) -> R:
     """Run one agent step (``agents.steps``) on a codex session of its own.
 
-    The agent's progress (commands, exit codes, patches) goes to the task run's log.
+    The agent's progress (commands, exit codes, patches) goes to the task run's log. The
+    run's budget is checked before the call and again after it, with its usage recorded:
+    a limit reached pauses at a budget gate (:func:`flows.gates.enforce_budget`).
     """
     logger = run_logger()
+    await enforce_budget(runtime.handle, runtime.budget_lock)
     async with runtime.session() as session:
-        return await step(
+        result = await step(
             runtime.handle,
             session,
             *args,
             on_event=event_logger(logger, step_id),
             task_run_id=current_task_run_id(),
         )
+    await enforce_budget(runtime.handle, runtime.budget_lock)
+    return result
 
 
 def agent_task(

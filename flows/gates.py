@@ -32,7 +32,7 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import FlowPauseTimeout, MissingContextError, PrefectHTTPStatusError
 from prefect.flow_runs import apause_flow_run
 from prefect.input import RunInput
-from prefect.input.actions import acreate_flow_run_input
+from prefect.input.actions import acreate_flow_run_input, aread_flow_run_input
 from prefect.logging.loggers import get_logger
 from prefect.runtime import flow_run, task_run
 from prefect.states import Running
@@ -50,17 +50,29 @@ from orchestrator.approvals import (
     request_approval,
     timeout_decision,
 )
-from orchestrator.exceptions import InvalidInputError
-from orchestrator.lifecycle import RunHandle
+from orchestrator.budget import (
+    Reached,
+    budget_markdown,
+    budget_summary,
+    next_budget_gate_id,
+    raise_budget,
+    reached_limits,
+    suggested_limits,
+)
+from orchestrator.exceptions import BudgetStoppedError, InvalidInputError
+from orchestrator.lifecycle import RunHandle, finish_run
 from schemas import (
     Approval,
     ApprovalDecision,
+    BudgetLimits,
     Channel,
     Decision,
     DecisionNotice,
     Gate,
     GateMode,
     GateNotice,
+    RunManifest,
+    RunStatus,
 )
 
 POLL_SECONDS = 1
@@ -122,6 +134,7 @@ async def approval_gate(
     policy_source: str,
     summary: str | None = None,
     sandbox_exit: bool = False,
+    form: type[ApprovalForm] = ApprovalForm,
 ) -> Approval:
     """Ask for the gate's decision (policy or person) and record it; asked once per run.
 
@@ -136,6 +149,7 @@ async def approval_gate(
         summary: One line for lists of waiting runs; by default from the manifest.
         sandbox_exit: Approving lets a command run outside the sandbox (recorded as
             ``left_sandbox`` when approved).
+        form: The form a person fills in (:class:`BudgetForm` at a budget gate).
     """
     approval = request_approval(
         handle,
@@ -157,14 +171,17 @@ async def approval_gate(
             summary=summary if summary is not None else gate_summary(handle.read(), gate),
             requested_at=approval.requested_at,
             timeout_seconds=timeout_seconds,
+            env=handle.read().env,
         )
-        decision = await _ask_a_person(handle, notice, shown)
+        decision = await _ask_a_person(handle, notice, shown, form)
     decided = record_decision(handle, approval_id, decision, sandbox_exit=sandbox_exit)
     await _publish_decision(approval_id, decision)
     return decided
 
 
-async def _ask_a_person(handle: RunHandle, notice: GateNotice, shown: str) -> ApprovalDecision:
+async def _ask_a_person(
+    handle: RunHandle, notice: GateNotice, shown: str, form: type[ApprovalForm] = ApprovalForm
+) -> ApprovalDecision:
     """Pause this flow run until a person decides, or the gate's timeout expires."""
     logger = _logger()
     await _create_input(GateNotice.input_key(notice.approval_id), notice.model_dump(mode="json"))
@@ -178,8 +195,8 @@ async def _ask_a_person(handle: RunHandle, notice: GateNotice, shown: str) -> Ap
         handle.run_id,
     )
     try:
-        form = await apause_flow_run(
-            wait_for_input=ApprovalForm.with_initial_data(description=shown),
+        submitted = await apause_flow_run(
+            wait_for_input=form.with_initial_data(description=shown),
             timeout=notice.timeout_seconds,
             poll_interval=POLL_SECONDS,
             key=notice.approval_id,
@@ -198,7 +215,7 @@ async def _ask_a_person(handle: RunHandle, notice: GateNotice, shown: str) -> Ap
             record_decision(handle, notice.approval_id, timeout_decision())
             await _publish_decision(notice.approval_id, timeout_decision())
         raise
-    return _decision_of(form)
+    return _decision_of(submitted)
 
 
 def _decision_of(form: ApprovalForm) -> ApprovalDecision:
@@ -247,6 +264,93 @@ async def _create_input(key: str, value: dict[str, Any]) -> None:
     except PrefectHTTPStatusError as exc:
         if exc.response.status_code != 409:
             raise
+
+
+# -- budgets -----------------------------------------------------------------------
+
+
+class BudgetForm(ApprovalForm):
+    """The form at a budget gate: approve with new limits to go on, reject to stop the run.
+
+    The limits start as the gate's suggestion (one more of each reached limit on top of
+    what is used); an approval from the CLI takes the suggestion.
+    """
+
+    tokens: int | None = Field(
+        default=None, ge=1, title="Token limit", description="New limit of total tokens."
+    )
+    cost_usd: float | None = Field(
+        default=None, gt=0, title="Cost limit (USD)", description="New limit of the cost."
+    )
+    agent_calls: int | None = Field(
+        default=None, ge=1, title="Agent call limit", description="New limit of agent calls."
+    )
+
+
+async def enforce_budget(handle: RunHandle, lock: anyio.Lock) -> None:
+    """Before and after every agent call: while the run's usage reaches one of its
+    limits, a person decides at a budget gate (raise the limits, or stop the run).
+
+    ``lock`` is the phase flow run's own: one pause at a time in one flow run, and a
+    builder that waited behind another's gate sees the limits it raised.
+
+    Raises:
+        BudgetStoppedError: the run was stopped at the gate (rejected, or nobody decided
+            in time); the manifest records it rejected with the budget as its reason.
+    """
+    if not reached_limits(handle.read()):
+        return
+    async with lock:
+        while reached := reached_limits(manifest := handle.read()):
+            await _budget_gate(handle, manifest, reached)
+
+
+async def _budget_gate(handle: RunHandle, manifest: RunManifest, reached: list[Reached]) -> None:
+    approval_id = next_budget_gate_id(manifest)
+    suggested = suggested_limits(manifest, reached)
+    approval = await approval_gate(
+        handle,
+        approval_id,
+        Gate.BUDGET,
+        shown=budget_markdown(handle.label, manifest, reached),
+        mode=GateMode.REQUIRED,
+        timeout_seconds=manifest.task.spec.approvals.timeouts.budget,
+        policy_source="budget",
+        summary=budget_summary(reached),
+        form=BudgetForm.with_initial_data(**suggested.model_dump()),
+    )
+    if approval.decision is Decision.APPROVE:
+        limits = await _submitted_limits(approval_id, suggested)
+        approver = f"{approval.approver} ({approval.channel}) at {approval_id}"
+        handle.update(
+            lambda m: raise_budget(m, limits, approver=approver),
+            event="budget.raised",
+            approval=approval_id,
+            limits=limits.model_dump(exclude_none=True),
+        )
+        return
+    reason = f"{budget_summary(reached)}; stopped by {approval.approver} ({approval.channel})" + (
+        f": {approval.reason}" if approval.reason else ""
+    )
+    finish_run(handle, RunStatus.REJECTED, reason=reason)
+    raise BudgetStoppedError(
+        f"run {handle.label} stopped: {reason}", run_id=handle.run_id, reason=reason
+    )
+
+
+async def _submitted_limits(approval_id: str, suggested: BudgetLimits) -> BudgetLimits:
+    """The limits the approver submitted with the form; the suggestion for those left out
+    (an approval from the CLI sends none)."""
+    submitted: dict[str, Any] = {}
+    if current_flow_run_id() is not None:  # None (not found) leaves the suggestion
+        value = await aread_flow_run_input(key=f"paused-{approval_id}-response")
+        submitted = value if isinstance(value, dict) else {}
+    fields = BudgetLimits.model_fields
+    merged = {name: submitted.get(name, getattr(suggested, name)) for name in fields}
+    try:
+        return BudgetLimits.model_validate(merged)
+    except ValidationError:  # the server checked the form's schema; this is a last guard
+        return suggested
 
 
 # -- codex's exec/patch requests ----------------------------------------------------

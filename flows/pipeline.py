@@ -30,6 +30,7 @@ from orchestrator.approvals import (
 from orchestrator.credentials import OPENAI_API_KEY
 from orchestrator.deterministic import library_of, lint_failures
 from orchestrator.exceptions import (
+    BudgetStoppedError,
     InvalidInputError,
     LibraryError,
     OrchestratorError,
@@ -61,7 +62,7 @@ from schemas import (
     Verdict,
 )
 
-from ._artifacts import publish_summary
+from ._artifacts import publish_summary, publish_usage
 from ._runtime import (
     DEFAULT_BLOCK,
     codex_config,
@@ -162,6 +163,8 @@ def run_summary(handle: RunHandle, manifest: RunManifest) -> dict[str, Any]:
         "manifest": str(handle.manifest_path),
         "result_branch": result.branch if result else None,
         "sync": manifest.sync.state.value if manifest.sync else None,
+        "tokens": manifest.usage.tokens.total_tokens,
+        "cost_usd": manifest.usage.cost_usd,
     }
 
 
@@ -199,6 +202,8 @@ async def _drive(handle: RunHandle, blocks: dict[str, str]) -> None:
         await _check_credentials(handle, blocks)
         with quiet_subflow():
             await _run_phases(handle, blocks)
+    except BudgetStoppedError:
+        return  # stopped at its budget gate: recorded rejected, ends like a rejection
     except Exception as exc:
         if not handle.read().status.finished:
             fail_run(handle, str(exc) or type(exc).__name__, error_type=type(exc).__name__)
@@ -372,7 +377,9 @@ async def _finish(
             await mirror_run(handle.task_id, handle.run_id, cloud_block, vault_block)
         except OrchestratorError as exc:  # the ledger or manifest could not be written
             logger.warning("cloud sync not recorded: %s", exc)
-    await publish_summary(handle, handle.read())
+    finished = handle.read()
+    await publish_usage(handle, finished)
+    await publish_summary(handle, finished)
     logger.info("run %s %s; manifest %s", handle.label, manifest.status.value, handle.manifest_path)
     if handle.workspace.settings.gc_on_finish:
         _collect_garbage(handle)

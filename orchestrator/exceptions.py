@@ -22,6 +22,7 @@
     ├── SyncError                               the Runs API refused or could not be reached
     ├── GitError                                a git command of ours failed
     ├── RunFailedError                          a run ended failed (carries the reason)
+    ├── BudgetStoppedError                      a person (or expiry) stopped a run at its budget
     ├── ProcessError                            a process we started exited early, was not
     │                                           ready in time, or survived SIGKILL
     └── DevStackError                           a dev-stack part (devstack/) cannot start or be used
@@ -184,6 +185,15 @@ class GitError(OrchestratorError):
 
 class RunFailedError(OrchestratorError):
     """A run ended failed; ``reason`` says why."""
+
+    def __init__(self, message: str, *, run_id: str, reason: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.reason = reason
+
+
+class BudgetStoppedError(OrchestratorError):
+    """A run was stopped at its budget gate; the manifest already says so (rejected)."""
 
     def __init__(self, message: str, *, run_id: str, reason: str) -> None:
         super().__init__(message)

@@ -34,10 +34,12 @@ from schemas import (
     utc_now,
 )
 
+from .budget import resolve_budget
 from .exceptions import InvalidInputError
 from .gitops import check_target, git_common_dir
 from .runstore import add_artifacts, new_run_id, safe_id, sha256_file
 from .taskspec import load_task_spec, resolve_repo
+from .usage import call_cost, load_price_table
 from .workspace import Workspace
 
 ACTOR = "orchestrator"
@@ -177,6 +179,7 @@ def start_run(
         ),
         mode=decide_mode(spec),
         approval_policy=resolve_policy(spec, env),
+        budget=resolve_budget(spec, env, workspace.settings.budgets),
     )
     workspace.store.create(manifest, actor=ACTOR)
     return RunHandle(workspace, manifest.task_id, manifest.run_id)
@@ -348,6 +351,7 @@ def begin_step(
         step.started_at = utc_now()
         step.finished_at = step.duration_ms = step.error = None
         step.commands, step.patches, step.tokens = [], [], TokenUsage()
+        step.model, step.cost_usd = None, 0.0
         if also is not None:
             also(m)
 
@@ -368,6 +372,8 @@ class StepOutcome:
     tokens: TokenUsage
     duration_ms: int
     library: list[str] = field(default_factory=list)  # entries used, name@version
+    model: str | None = None
+    """The model the agent call used; None when the step made no call."""
 
 
 def finish_step(
@@ -381,7 +387,14 @@ def finish_step(
 ) -> None:
     """Record a step done with its outcome and output artifacts (the first is its output),
     and ``also`` (e.g. the subtask's commit), in one update: the step is done exactly
-    when its artifacts are recorded."""
+    when its artifacts are recorded.
+
+    The call's cost is priced now, with the price table in force (a later change of
+    prices does not rewrite what a run cost).
+    """
+    cost = call_cost(
+        load_price_table(handle.workspace.settings.prices_file), outcome.model, outcome.tokens
+    )
 
     def finish(m: RunManifest) -> None:
         step = m.step(step_id)
@@ -393,6 +406,7 @@ def finish_step(
         step.commands, step.patches, step.tokens = outcome.commands, outcome.patches, outcome.tokens
         step.library = outcome.library
         step.duration_ms = outcome.duration_ms
+        step.model, step.cost_usd = outcome.model, cost
         step.output_artifact = artifacts[0].name
         step.task_run_id = task_run_id or step.task_run_id
         step.finished_at = utc_now()

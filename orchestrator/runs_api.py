@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import httpx
 from pydantic.alias_generators import to_camel
 
-from schemas import PhaseName, RunManifest, TokenUsage
+from schemas import RunManifest, TokenUsage
 
 from .audit import AuditLog
 from .exceptions import InvalidInputError, SyncError
@@ -71,9 +71,8 @@ def build_import_body(manifest: RunManifest, *, bucket: str | None = None) -> di
 
 
 def total_tokens(manifest: RunManifest) -> TokenUsage:
-    """Token usage summed over every agent step of the run."""
-    steps = (step for phase in PhaseName for step in manifest.phases.get(phase).steps)
-    return sum((step.tokens for step in steps), TokenUsage())
+    """Token usage summed over every agent step of the run (the manifest's own total)."""
+    return manifest.usage.tokens
 
 
 def _summary(manifest: RunManifest, data: dict[str, Any]) -> dict[str, Any]:

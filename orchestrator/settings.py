@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas import SafeId
+from schemas import BudgetLimits, SafeId
 
 
 class Settings(BaseSettings):
@@ -33,6 +33,15 @@ class Settings(BaseSettings):
     node_tools: Path | None = Field(
         default=None,
         description="Where npm installed jscodeshift and eslint (default: <home>/tools/node).",
+    )
+    prices_file: Path | None = Field(
+        default=None,
+        description="Price table of the models (default: the one shipped with the package).",
+    )
+    budgets: dict[SafeId, BudgetLimits] = Field(
+        default_factory=dict,
+        description="Default budget limits per environment, as JSON, e.g. "
+        '\'{"prod": {"tokens": 2000000, "cost_usd": 20}}\'; a task\'s own limits win.',
     )
 
     @property

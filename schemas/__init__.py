@@ -14,6 +14,7 @@ from ._base import (
 )
 from .approval import Approval, ApprovalDecision, Channel, Decision, Gate
 from .audit import AuditEvent
+from .budget import BudgetKind, BudgetLimits, RunBudget
 from .codex import (
     REPLAY_MODEL,
     ApprovalPolicyName,
@@ -61,6 +62,7 @@ from .manifest import (
     SubtaskRecord,
     TaskSnapshot,
     TokenUsage,
+    UsageTotals,
 )
 from .outputs import (
     BuildReport,
@@ -71,6 +73,7 @@ from .outputs import (
     TestReport,
     Verdict,
 )
+from .prices import PRICE_TABLE_SCHEMA_VERSION, ModelPrice, PriceTable
 from .spec import (
     INACTIVE_SPEC_STATUSES,
     SpecFinding,
@@ -102,6 +105,7 @@ __all__ = [
     "LIBRARY_INDEX_VERSION",
     "LIBRARY_REF_PATTERN",
     "MANIFEST_SCHEMA_VERSION",
+    "PRICE_TABLE_SCHEMA_VERSION",
     "REPLAY_MODEL",
     "SAFE_ID_PATTERN",
     "SEMVER_PATTERN",
@@ -114,6 +118,8 @@ __all__ = [
     "ApprovalSettings",
     "ArtifactRecord",
     "AuditEvent",
+    "BudgetKind",
+    "BudgetLimits",
     "BuildReport",
     "Channel",
     "CodemodUse",
@@ -146,13 +152,16 @@ __all__ = [
     "LintReport",
     "ModeDecision",
     "ModelCatalogEntry",
+    "ModelPrice",
     "ModelProvider",
     "PatchRecord",
     "PhaseName",
     "PhaseRecord",
     "Phases",
     "Plan",
+    "PriceTable",
     "ReviewVerdict",
+    "RunBudget",
     "RunManifest",
     "RunResult",
     "RunStatus",
@@ -178,6 +187,7 @@ __all__ = [
     "TaskSpec",
     "TestReport",
     "TokenUsage",
+    "UsageTotals",
     "Verdict",
     "WaitingGate",
     "check_http_url",

@@ -15,6 +15,7 @@ class Gate(StrEnum):
     HANDOVER = "handover"
     DIFF_BUDGET = "diff-budget"
     COMMAND = "command"
+    BUDGET = "budget"
 
 
 class Decision(StrEnum):

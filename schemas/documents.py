@@ -25,6 +25,7 @@ from .inbox import DecisionNotice, GateNotice
 from .library import LibraryEntry, LibraryIndex
 from .manifest import RunManifest
 from .outputs import BuildReport, Plan, ReviewVerdict, TestReport
+from .prices import PriceTable
 from .spec import SpecFrontMatter, SpecGuardReport
 from .sync import SyncRecord
 from .task import TaskSpec
@@ -42,6 +43,7 @@ DOCUMENTS: dict[str, type[BaseModel]] = {
     "library-entry": LibraryEntry,
     "library-index": LibraryIndex,
     "plan": Plan,
+    "price-table": PriceTable,
     "review-verdict": ReviewVerdict,
     "run-manifest": RunManifest,
     "spec-front-matter": SpecFrontMatter,

@@ -50,6 +50,9 @@ class GateNotice(_Notice):
     summary: str = Field(default="", description="One line for lists of waiting gates.")
     requested_at: UtcDatetime
     timeout_seconds: int = Field(ge=1, description="How long a person has to decide.")
+    env: SafeId | None = Field(
+        default=None, description="The run's environment (unknown in older notices)."
+    )
 
     @property
     def label(self) -> str:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ._base import SafeId, Sha256, StrictModel, UtcDatetime
 from .approval import Approval
+from .budget import RunBudget
 from .library import LibraryRef
 from .sync import SyncRecord
 from .task import CodemodUse, CommandPolicy, GateMode, TaskSpec
@@ -118,6 +119,40 @@ class TokenUsage(StrictModel):
         return TokenUsage(**{name: getattr(self, name) + getattr(other, name) for name in fields})
 
 
+class UsageTotals(StrictModel):
+    """Usage summed over agent steps; derived from the steps, never written by hand."""
+
+    tokens: TokenUsage = Field(default_factory=TokenUsage)
+    agent_calls: int = Field(default=0, ge=0, description="Steps that called an agent.")
+    cost_usd: float | None = Field(
+        default=0.0,
+        ge=0,
+        description="Cost in USD from the price table; null (unknown) when a step's model "
+        "has no price.",
+    )
+    unpriced_models: list[str] = Field(
+        default_factory=list, description="Models of the steps whose cost is unknown."
+    )
+
+    @classmethod
+    def of_steps(cls, steps: list[AgentStep]) -> UsageTotals:
+        tokens = sum((s.tokens for s in steps), TokenUsage())
+        unpriced = sorted({s.model or "unknown" for s in steps if s.cost_usd is None})
+        cost = None if unpriced else round(sum(s.cost_usd or 0.0 for s in steps), 6)
+        calls = sum(1 for s in steps if s.model is not None)
+        return cls(tokens=tokens, agent_calls=calls, cost_usd=cost, unpriced_models=unpriced)
+
+    @classmethod
+    def of_totals(cls, totals: list[UsageTotals]) -> UsageTotals:
+        unpriced = sorted({m for t in totals for m in t.unpriced_models})
+        return cls(
+            tokens=sum((t.tokens for t in totals), TokenUsage()),
+            agent_calls=sum(t.agent_calls for t in totals),
+            cost_usd=None if unpriced else round(sum(t.cost_usd or 0.0 for t in totals), 6),
+            unpriced_models=unpriced,
+        )
+
+
 class AgentStep(StrictModel):
     """One agent call (one Prefect task): the unit that resume skips when done."""
 
@@ -133,6 +168,15 @@ class AgentStep(StrictModel):
     commands: list[CommandRecord] = Field(default_factory=list)
     patches: list[PatchRecord] = Field(default_factory=list)
     tokens: TokenUsage = Field(default_factory=TokenUsage)
+    model: str | None = Field(
+        default=None, description="The model slug the agent call used; null without a call."
+    )
+    cost_usd: float | None = Field(
+        default=0.0,
+        ge=0,
+        description="The call's cost in USD from the price table when it was recorded; "
+        "null (unknown) when the table has no price for its model.",
+    )
     library: list[LibraryRef] = Field(
         default_factory=list,
         description="Every learning-library entry the step used, as name@version; a "
@@ -155,6 +199,9 @@ class PhaseRecord(StrictModel):
     started_at: UtcDatetime | None = None
     finished_at: UtcDatetime | None = None
     steps: list[AgentStep] = Field(default_factory=list)
+    usage: UsageTotals = Field(
+        default_factory=UsageTotals, description="The sum over this phase's steps (derived)."
+    )
 
 
 class Phases(StrictModel):
@@ -238,6 +285,25 @@ class RunManifest(StrictModel):
     sync: SyncRecord | None = None
     errors: list[ErrorRecord] = Field(default_factory=list)
     result: RunResult | None = None
+    budget: RunBudget | None = Field(
+        default=None, description="The run's budget limits; null: no limit."
+    )
+    usage: UsageTotals = Field(
+        default_factory=UsageTotals, description="The sum over every phase (derived)."
+    )
+
+    @model_validator(mode="after")
+    def _derive_usage(self) -> RunManifest:
+        """The totals always equal the sums over the steps: recomputed on every load and
+        every assignment (the run store sets ``updated_at`` on each write).
+
+        Written through ``__dict__``: an assignment would run this validator again.
+        """
+        phases = [self.phases.get(name) for name in PhaseName]
+        for phase in phases:
+            phase.__dict__["usage"] = UsageTotals.of_steps(phase.steps)
+        self.__dict__["usage"] = UsageTotals.of_totals([p.usage for p in phases])
+        return self
 
     def artifact(self, name: str) -> ArtifactRecord | None:
         return next((a for a in self.artifacts if a.name == name), None)

@@ -10,6 +10,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from ._base import SafeId, StrictModel
+from .budget import BudgetLimits
 
 
 class GateMode(StrEnum):
@@ -139,6 +140,7 @@ class GateTimeouts(StrictModel):
     plan: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
     handover: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
     command: int = Field(default=600, ge=1, le=24 * 3600)
+    budget: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
 
 
 class ApprovalSettings(StrictModel):
@@ -188,6 +190,11 @@ class TaskSpec(StrictModel):
         max_length=20,
         description="Library linters run on the merged result in the test phase; a "
         "finding fails the phase like a failing test.",
+    )
+    budget: BudgetLimits = Field(
+        default_factory=BudgetLimits,
+        description="Spending limits; reaching one pauses the run at a budget gate. Unset "
+        "limits take the environment's default (ORCHESTRATOR_BUDGETS).",
     )
     nightly: bool = Field(default=False, description="Run this task in the nightly deployment.")
     labels: list[SafeId] = Field(default_factory=list)

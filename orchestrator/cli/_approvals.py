@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import getpass
 import json
+import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -38,7 +41,8 @@ GateOption = Annotated[
     str | None,
     typer.Option(
         "--gate",
-        help="plan, handover, command, or an approval id; needed when a run waits at several.",
+        help="plan, handover, command, budget, or an approval id; needed when a run waits "
+        "at several.",
     ),
 ]
 ApproverOption = Annotated[
@@ -63,29 +67,87 @@ def approvals(
     run: Annotated[
         str | None, typer.Argument(help="Only this run, and show what each gate shows.")
     ] = None,
+    task: Annotated[str | None, typer.Option("--task", help="Only runs of this task id.")] = None,
+    gate: Annotated[
+        str | None,
+        typer.Option("--gate", help="Only this gate: plan, handover, command, budget or an id."),
+    ] = None,
+    env: Annotated[str | None, typer.Option("--env", help="Only runs of this environment.")] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh the list until Ctrl-C.")] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.2, help="Seconds between refreshes (--watch).")
+    ] = 5.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead.")] = False,
 ) -> None:
-    """List the runs waiting for a decision and what each waits for (Prefect API).
+    """List every gate waiting for a decision, across runs, soonest deadline first.
 
-    Each row links to its paused flow run in the Prefect UI (Resume is in the run page's
+    Each gate links to its paused flow run in the Prefect UI (Resume is in the run page's
     ⋮ menu); the last line links to the UI's list of every paused run.
     """
     from flows.approvals import gates_of_run, run_with_client, waiting_gates
-    from flows.ui_links import paused_runs_url
 
-    gates = run_with_client(gates_of_run, run) if run else run_with_client(waiting_gates)
+    def listing() -> list[WaitingGate]:
+        gates = run_with_client(gates_of_run, run) if run else run_with_client(waiting_gates)
+        return inbox(gates, task=task, gate=gate, env=env)
+
+    if watch:
+        _watch(listing, interval)
+        return
+    gates = listing()
     if as_json:
         typer.echo(json.dumps([_as_json(g) for g in gates], indent=2))
         return
+    _print_inbox(gates)
+    if run:
+        _print_descriptions(gates)
+
+
+def inbox(
+    gates: list[WaitingGate], *, task: str | None, gate: str | None, env: str | None
+) -> list[WaitingGate]:
+    """The gates the filters keep, soonest deadline first (no deadline last)."""
+    kept = [
+        g
+        for g in gates
+        if task in (None, g.notice.task_id) and g.is_gate(gate) and env in (None, g.notice.env)
+    ]
+    return sorted(kept, key=lambda g: (g.expires_at is None, g.expires_at or g.paused_at))
+
+
+def _watch(listing: Callable[[], list[WaitingGate]], interval: float) -> None:
+    """Print the inbox again every ``interval`` seconds until Ctrl-C (exit code 0)."""
+    try:
+        while True:
+            gates = listing()
+            console.clear()  # a no-op unless stdout is a terminal
+            console.print(
+                f"{len(gates)} waiting at {utc_now():%H:%M:%S} UTC; refreshed every "
+                f"{interval:g} s, Ctrl-C to stop"
+            )
+            _print_inbox(gates)
+            time.sleep(interval)  # the refresh period a person asked for, not a wait
+    except KeyboardInterrupt:
+        return
+
+
+def _print_inbox(gates: list[WaitingGate]) -> None:
+    from flows.ui_links import flow_run_url, paused_runs_url
+
     if not gates:
         console.print("no run is waiting for a decision")
         return
-    console.print(_waiting_table(gates))
-    if run:
-        _print_descriptions(gates)
-    console.print(DECIDE_HINT)
+    table, with_summary = _waiting_table(gates, width=console.width)
+    console.print(table)
+    for g in gates:
+        # soft wrap: a long id or link is never broken by an inserted newline: it copies whole
+        console.print(Text(f"{g.notice.label} {g.notice.approval_id}"), soft_wrap=True)
+        if not with_summary:
+            console.print(Text(f"  waits for: {terminal_text(g.notice.summary)}"))
+        link = flow_run_url(g.flow_run_id) or f"flow run {g.flow_run_id}"
+        console.print(Text(f"  {link}"), soft_wrap=True)
+    console.print(DECIDE_HINT, soft_wrap=True)
     if listed := paused_runs_url():
-        console.print(Text(f"paused runs in the Prefect UI: {listed}"))
+        console.print(Text(f"paused runs in the Prefect UI: {listed}"), soft_wrap=True)
 
 
 def approve(
@@ -159,22 +221,30 @@ def _as_json(gate: WaitingGate) -> dict[str, Any]:
     }
 
 
-def _waiting_table(gates: list[WaitingGate]) -> Table:
-    from flows.ui_links import flow_run_url
+SUMMARY_MIN_WIDTH = 20
+"""Narrower than this, what a gate waits for is listed under the table instead."""
 
-    table = Table("run", "gate", "waiting for", "since (UTC)", "expires")
-    table.add_column("flow run", overflow="fold")
+
+def _waiting_table(gates: list[WaitingGate], *, width: int) -> tuple[Table, bool]:
+    """Run (task/run id, whole on one line whenever it fits), gate, deadline, and what it
+    waits for when there is room; True with it when that column is in the table."""
+    run_width = max(len(g.notice.label) for g in gates)
+    gate_width = max(len(g.notice.approval_id) for g in gates)
+    whole = run_width + gate_width + 9 + 6 <= width  # 9: the deadline; 6: the padding
+    with_summary = whole and width - (run_width + gate_width + 9 + 8) >= SUMMARY_MIN_WIDTH
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("run", no_wrap=whole, min_width=run_width if whole else None)
+    table.add_column("gate", no_wrap=whole, overflow="fold")
+    table.add_column("due (UTC)", no_wrap=True, max_width=9)
+    if with_summary:
+        table.add_column("waiting for", overflow="fold", ratio=1)
     for g in gates:
-        cells = (
-            g.notice.label,
-            g.notice.approval_id,
-            g.notice.summary,  # may quote what an agent wrote: shown as text, never markup
-            f"{g.notice.requested_at:%Y-%m-%d %H:%M:%S}",
-            _expires_text(g),
-            flow_run_url(g.flow_run_id) or str(g.flow_run_id),
-        )
-        table.add_row(*(Text(terminal_text(cell)) for cell in cells))
-    return table
+        cells = [Text(terminal_text(g.notice.label)), Text(g.notice.approval_id)]
+        cells.append(_deadline_text(g))
+        if with_summary:  # may quote what an agent wrote: shown as text, never markup
+            cells.append(Text(terminal_text(g.notice.summary)))
+        table.add_row(*cells)
+    return table, with_summary
 
 
 def _print_descriptions(gates: list[WaitingGate]) -> None:
@@ -185,11 +255,13 @@ def _print_descriptions(gates: list[WaitingGate]) -> None:
         console.print(Markdown(gate.description or "(no description)"))
 
 
-def _expires_text(gate: WaitingGate) -> str:
+def _deadline_text(gate: WaitingGate) -> Text:
     if gate.expires_at is None:
-        return "-"
+        return Text("-")
+    at = f"{gate.expires_at:%H:%M:%S}"
     if gate.expired:
-        return "[red]timed out[/red]"
+        return Text(f"{at}\ntimed out", style="red")
     seconds = int((gate.expires_at - utc_now()).total_seconds())
     minutes, seconds = divmod(seconds, 60)
-    return f"in {minutes}m {seconds:02d}s" if minutes else f"in {seconds}s"
+    left = f"in {minutes}m{seconds:02d}s" if minutes else f"in {seconds}s"
+    return Text(f"{at}\n{left}")

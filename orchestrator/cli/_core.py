@@ -6,13 +6,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from orchestrator.exceptions import ManifestCorruptError, OrchestratorError
-from orchestrator.runstore import load_manifest
+from orchestrator.runstore import RunRef, load_manifest
 from orchestrator.taskspec import load_task_spec, resolve_repo
+from orchestrator.usage import cost_text, usage_line
 from orchestrator.workspace import Workspace
-from schemas import DOCUMENTS, RunManifest, render_schema, schema_path
+from schemas import DOCUMENTS, PhaseName, RunManifest, StepStatus, render_schema, schema_path
 
 from ._console import console
 
@@ -53,10 +55,21 @@ def runs(
     if not refs:
         console.print(f"no runs under {workspace.store.root}")
         return
-    table = Table("task", "run", "status", "mode", "phases", "sync", "updated (UTC)")
+    console.print(_runs_table(refs, width=console.width))
+
+
+def _runs_table(refs: list[RunRef], *, width: int) -> Table:
+    """The run id is whole on one line whenever it fits (people copy it); the rest folds."""
+    run_width = max(len(ref.run_id) for ref in refs)
+    whole = run_width <= width // 2
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("task", overflow="fold")
+    table.add_column("run", no_wrap=whole, min_width=run_width if whole else None)
+    for name in ("status", "mode", "phase", "sync", "updated (UTC)"):
+        table.add_column(name, overflow="fold")
     for ref in refs:
         table.add_row(*_run_row(ref.task_id, ref.run_id, ref.manifest_path))
-    console.print(table)
+    return table
 
 
 def _run_row(task_id: str, run_id: str, path: Path) -> list[str]:
@@ -64,20 +77,26 @@ def _run_row(task_id: str, run_id: str, path: Path) -> list[str]:
         manifest = load_manifest(path)
     except ManifestCorruptError:
         return [task_id, run_id, "[red]corrupt manifest[/red]", "", "", "", ""]
-    phases = " ".join(
-        f"{name}:{getattr(manifest.phases, name).status.value}"
-        for name in ("plan", "build", "test", "review")
-    )
     sync = manifest.sync.state.value if manifest.sync else "-"
     return [
         task_id,
         run_id,
         manifest.status.value,
         manifest.mode.mode.value,
-        phases,
+        _current_phase(manifest),
         sync,
-        f"{manifest.updated_at:%Y-%m-%d %H:%M:%S}",
+        f"{manifest.updated_at:%m-%d %H:%M}",
     ]
+
+
+def _current_phase(manifest: RunManifest) -> str:
+    """The last phase that started, and its status (``show`` has every phase)."""
+    started = [
+        name for name in PhaseName if manifest.phases.get(name).status is not StepStatus.PENDING
+    ]
+    if not started:
+        return "-"
+    return f"{started[-1].value} {manifest.phases.get(started[-1]).status.value}"
 
 
 def show(
@@ -97,6 +116,9 @@ def show(
     console.print(f"mode: {manifest.mode.mode} ({manifest.mode.reason})  env: {manifest.env}")
     console.print(f"manifest: {ref.manifest_path}")
     console.print(_phase_table(manifest))
+    console.print(f"usage: {usage_line(manifest.usage)}", highlight=False)
+    if manifest.budget is not None:
+        console.print(f"budget: {_limits_text(manifest)} ({manifest.budget.source})")
     if manifest.approvals:
         console.print(_approval_table(manifest))
     if manifest.artifacts:
@@ -108,11 +130,11 @@ def show(
 
 
 def _phase_table(manifest: RunManifest) -> Table:
-    table = Table("phase", "step", "role", "status", "commands (exit)", "tokens", "ms")
+    table = Table(
+        "phase", "step", "role", "status", "commands (exit)", "model", "tokens", "cost", "ms"
+    )
     for name in ("plan", "build", "test", "review"):
         phase = getattr(manifest.phases, name)
-        if not phase.steps:
-            table.add_row(name, "", "", phase.status.value, "", "", "")
         for step in phase.steps:
             commands = ", ".join(f"{c.command[:40]} ({c.exit_code})" for c in step.commands)
             table.add_row(
@@ -121,10 +143,22 @@ def _phase_table(manifest: RunManifest) -> Table:
                 step.role.value,
                 step.status.value,
                 commands,
+                step.model or "-",
                 str(step.tokens.total_tokens),
+                cost_text(step.cost_usd),
                 str(step.duration_ms or ""),
             )
+        usage = phase.usage
+        total = (str(usage.tokens.total_tokens), cost_text(usage.cost_usd))
+        label = f"{name} total" if phase.steps else name
+        table.add_row(label, "", "", phase.status.value, "", "", *total, "")
     return table
+
+
+def _limits_text(manifest: RunManifest) -> str:
+    assert manifest.budget is not None
+    limits = manifest.budget.limits.model_dump(exclude_none=True)
+    return ", ".join(f"{name} {value}" for name, value in limits.items()) or "no limit"
 
 
 def _approval_table(manifest: RunManifest) -> Table:

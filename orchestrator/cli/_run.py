@@ -28,6 +28,7 @@ from orchestrator.lifecycle import check_run_id
 from orchestrator.runstore import RunRef
 from orchestrator.settings import Settings
 from orchestrator.taskspec import load_task_spec, resolve_repo
+from orchestrator.usage import cost_text, usage_line
 from orchestrator.workspace import Workspace
 from schemas import RunManifest, RunStatus
 
@@ -172,12 +173,23 @@ def print_outcome(workspace: Workspace, run_id: str) -> RunManifest:
     table.add_column("status")
     table.add_column("steps")
     table.add_column("agent calls (ms)")
+    table.add_column("tokens")
+    table.add_column("cost")
     for name in ("plan", "build", "test", "review"):
         phase = getattr(manifest.phases, name)
         steps = ", ".join(f"{s.id}:{s.status.value}" for s in phase.steps)
         ms = sum(s.duration_ms or 0 for s in phase.steps)
-        table.add_row(name, phase.status.value, steps, str(ms))
+        usage = phase.usage
+        table.add_row(
+            name,
+            phase.status.value,
+            steps,
+            str(ms),
+            str(usage.tokens.total_tokens),
+            cost_text(usage.cost_usd),
+        )
     console.print(table)
+    console.print(f"usage: {usage_line(manifest.usage)}", highlight=False)
     result = manifest.result
     if result and result.branch:
         console.print(f"result branch: [bold]{result.branch}[/bold] ({(result.commit or '')[:12]})")

@@ -6,6 +6,7 @@ import pytest
 
 from orchestrator.settings import Settings
 from orchestrator.workspace import Workspace
+from schemas import AgentRole, AgentStep, BudgetLimits, RunBudget, TokenUsage
 from tests.cli.conftest import Cli
 from tests.conftest import EXAMPLES, sample_manifest
 
@@ -144,3 +145,58 @@ def test_an_error_message_is_printed_as_written_not_as_markup(cli: Cli, tmp_path
     result = cli("validate", str(missing))
     assert result.returncode == 2
     assert f"{missing}: no such file" in result.stderr
+
+
+def test_show_prints_usage_per_step_phase_and_run_with_an_unknown_cost(
+    cli: Cli, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    manifest = sample_manifest()
+    manifest.budget = RunBudget(limits=BudgetLimits(tokens=90_000), source="env dev: no default")
+    manifest.phases.plan.steps.append(
+        AgentStep(
+            id="plan",
+            role=AgentRole.PLANNER,
+            model="gpt-5",
+            tokens=TokenUsage(input_tokens=1200, output_tokens=80, total_tokens=1280),
+            cost_usd=0.0023,
+        )
+    )
+    manifest.phases.build.steps.append(
+        AgentStep(
+            id="build-a",
+            role=AgentRole.BUILDER,
+            model="house-model",
+            tokens=TokenUsage(input_tokens=700, output_tokens=20, total_tokens=720),
+            cost_usd=None,
+        )
+    )
+    Workspace.open(Settings(home=home)).store.create(manifest)
+
+    shown = cli("show", manifest.run_id)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    [plan_step] = [line for line in lines if "│ plan " in line and "planner" in line]
+    assert "gpt-5" in plan_step and "1280" in plan_step and "$0.0023" in plan_step
+    [build_total] = [line for line in lines if "build total" in line]
+    assert "720" in build_total and "unknown" in build_total
+    assert (
+        "usage: 2000 tokens (1900 input, 0 cached, 100 output, 0 reasoning) in 2 agent calls; "
+        "cost unknown (no price for house-model)"
+    ) in shown.stdout
+    assert "budget: tokens 90000 (env dev: no default)" in shown.stdout
+
+
+def test_runs_shows_whole_run_ids_at_80_columns(cli: Cli, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    store = Workspace.open(Settings(home=home)).store
+    made = [sample_manifest(task_id=t) for t in ("add-text-helpers", "escalated-commands")]
+    for manifest in made:
+        store.create(manifest)
+
+    listing = cli("runs", env={"COLUMNS": "80"})
+    assert listing.returncode == 0, listing.stderr
+    lines = listing.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for manifest in made:
+        assert any(manifest.run_id in line for line in lines), listing.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -9,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from flows.pipeline import pipeline
+from orchestrator.literal import md_text
 from orchestrator.runstore import load_manifest
-from schemas import RunStatus, StepStatus, schema_errors
+from orchestrator.usage import usage_line
+from schemas import PhaseName, RunManifest, RunStatus, StepStatus, TokenUsage, schema_errors
 from tests.agents.conftest import alive, descendants
 from tests.flows.conftest import Stack
 from tests.flows.test_resume import EXPECTED_DIFF, result_diff
@@ -115,7 +118,7 @@ async def test_phase_flow_runs_and_artifacts_read_back_through_the_api(stack: St
         manager = await client.read_flow_run(manifest.flow_run_id)
         keys = [
             f"{what}-{summary['task_id']}-{summary['run_id']}".lower()
-            for what in ("plan", "subtasks", "tests", "review", "run")
+            for what in ("plan", "subtasks", "tests", "review", "usage", "run")
         ]
         artifacts = await client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys))
@@ -130,3 +133,25 @@ async def test_phase_flow_runs_and_artifacts_read_back_through_the_api(stack: St
     assert {a.key for a in artifacts} == set(keys)
     run_summary = next(a for a in artifacts if a.key == keys[-1])
     assert str(stack.workspace.store.find(summary["run_id"]).manifest_path) in str(run_summary.data)
+    assert_usage_recorded(manifest, next(a for a in artifacts if a.key == keys[-2]).data)
+    assert f"usage: {md_text(usage_line(manifest.usage))}" in str(run_summary.data)
+
+
+def assert_usage_recorded(manifest: RunManifest, table: object) -> None:
+    """The manifest's totals are the sums over its steps, and the artifact shows them."""
+    steps = [s for phase in PhaseName for s in manifest.phases.get(phase).steps]
+    called = [s for s in steps if s.model is not None]
+    assert called and all(s.model == "replay" and s.tokens.total_tokens > 0 for s in called)
+    assert manifest.usage.tokens == sum((s.tokens for s in steps), TokenUsage())
+    assert manifest.usage.agent_calls == len(called)
+    for name in PhaseName:
+        phase = manifest.phases.get(name)
+        assert phase.usage.tokens == sum((s.tokens for s in phase.steps), TokenUsage())
+    rows = json.loads(table) if isinstance(table, str) else table
+    assert isinstance(rows, list)
+    [run_row] = [r for r in rows if r["scope"] == "run"]
+    assert run_row["total"] == manifest.usage.tokens.total_tokens
+    assert run_row["input"] == manifest.usage.tokens.input_tokens
+    assert run_row["cost (USD)"] == "$0.0000"  # the replay provider charges nothing
+    step_rows = {r["name"]: r["total"] for r in rows if r["scope"] == "step"}
+    assert step_rows == {md_text(s.id): s.tokens.total_tokens for s in steps}  # as the UI shows

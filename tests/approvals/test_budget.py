@@ -1,0 +1,99 @@
+"""A token budget below what a run needs: it pauses at a budget gate after the call that
+crosses it; raised, the run completes; stopped, it ends with the budget as its reason.
+
+Real parts: ``orchestrator run`` in a subprocess against a Prefect server, codex against
+the replay provider (whose fixtures count 1200 input + 80 output tokens per response),
+decisions from the CLI in other processes and from the REST API as the UI sends them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas import Channel, Decision, Gate, RunManifest, RunStatus, StepStatus, TokenUsage
+
+from .conftest import GateStack, PipelineRun
+from .test_cli import flow_run_state, server_resume
+
+pytestmark = [pytest.mark.integration]
+
+LIMIT = 3000
+
+
+def paused_after_first_builder(stack: GateStack, run: PipelineRun, gate: str) -> RunManifest:
+    """The run waits at ``gate`` with the first builder done and the second not begun."""
+    waiting = stack.wait_for_gate(run, gate)
+    manifest = stack.manifest(run.run_id)
+    plan, first = manifest.step("plan"), manifest.step("build-slugify")
+    assert plan is not None and 0 < plan.tokens.total_tokens < LIMIT  # the planner stayed below
+    assert first is not None and first.status is StepStatus.SUCCEEDED
+    assert manifest.step("build-truncate") is None  # no call after the one that crossed
+    assert manifest.status is RunStatus.PAUSED
+    used = manifest.usage.tokens.total_tokens
+    assert used == plan.tokens.total_tokens + first.tokens.total_tokens >= LIMIT
+    assert waiting.notice.gate is Gate.BUDGET
+    assert waiting.notice.summary == f"tokens budget reached: {used} used of {LIMIT}"
+    approval = manifest.approval(gate)
+    assert approval is not None and approval.pending
+    assert f"tokens budget reached: {used} used of {LIMIT}" in approval.shown
+    return manifest
+
+
+def test_a_raised_budget_lets_the_run_complete(gate_stack: GateStack) -> None:
+    run = gate_stack.start("budget-tokens.yaml", "budget-raised")
+    first = paused_after_first_builder(gate_stack, run, "budget-1")
+    used = first.usage.tokens.total_tokens
+
+    # from the CLI: the gate's suggested limit (one more budget on top of what is used)
+    approved = gate_stack.cli("approve", run.run_id, "--approver", "Grace", "--reason", "ok")
+    assert approved.returncode == 0, approved.stderr
+    # the second builder crosses the raised limit: a second gate, raised from the form
+    waiting = gate_stack.wait_for_gate(run, "budget-2")
+    second = gate_stack.manifest(run.run_id)
+    assert second.budget is not None and second.budget.limits.tokens == used + LIMIT
+    assert "raised by Grace (cli) at budget-1" in second.budget.source
+    form = {"decision": "approve", "approver": "Ada", "reason": "", "channel": "ui"}
+    resumed = server_resume(gate_stack, waiting.flow_run_id, {**form, "tokens": 1_000_000})
+    assert resumed.status.value == "ACCEPT", resumed.details
+
+    assert run.wait() == 0, run.output()
+    manifest = gate_stack.manifest(run.run_id)
+    assert manifest.status is RunStatus.SUCCEEDED
+    assert manifest.budget is not None and manifest.budget.limits.tokens == 1_000_000
+    decided = [(a.id, a.decision, a.approver, a.channel) for a in manifest.approvals]
+    assert decided == [
+        ("plan", Decision.APPROVE, "orchestrator", Channel.POLICY),
+        ("budget-1", Decision.APPROVE, "Grace", Channel.CLI),
+        ("budget-2", Decision.APPROVE, "Ada", Channel.UI),
+        ("handover", Decision.APPROVE, "orchestrator", Channel.POLICY),
+    ]
+    steps = [
+        s
+        for phase in ("plan", "build", "test", "review")
+        for s in getattr(manifest.phases, phase).steps
+    ]
+    assert manifest.usage.tokens == sum((s.tokens for s in steps), TokenUsage())
+    assert manifest.usage.tokens.total_tokens > 1_000  # tester and reviewer ran too
+    assert "budget: tokens 1000000 (" in gate_stack.cli("show", run.run_id).stdout
+
+
+def test_a_run_stopped_at_its_budget_ends_rejected_with_the_budget_as_reason(
+    gate_stack: GateStack,
+) -> None:
+    run = gate_stack.start("budget-tokens.yaml", "budget-stopped")
+    manifest = paused_after_first_builder(gate_stack, run, "budget-1")
+    used = manifest.usage.tokens.total_tokens
+
+    stopped = gate_stack.cli("reject", run.run_id, "--reason", "too dear", "--approver", "Ada")
+    assert stopped.returncode == 0, stopped.stderr
+
+    assert run.wait() == 1, run.output()
+    reason = f"tokens budget reached: {used} used of {LIMIT}; stopped by Ada (cli): too dear"
+    assert f"was rejected: {reason}" in run.output()
+    manifest = gate_stack.manifest(run.run_id)
+    assert (manifest.status, manifest.status_reason) == (RunStatus.REJECTED, reason)
+    assert manifest.step("build-truncate") is None
+    assert manifest.phases.test.status is StepStatus.PENDING
+    gate = manifest.approval("budget-1")
+    assert gate is not None and (gate.decision, gate.reason) == (Decision.REJECT, "too dear")
+    assert flow_run_state(gate_stack, run.run_id) == ("CANCELLED", "Rejected")
