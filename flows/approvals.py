@@ -15,9 +15,10 @@ decided is refused even if a stale pause still shows in Prefect::
 From synchronous code (the CLI), :func:`run_with_client` runs one of these functions
 with a client of its own: ``run_with_client(waiting_gates, run="RUN")``.
 
-A decision resumes the paused flow run with the form's input (:func:`flows.gates.form_input`);
-the Prefect server validates it against the form's schema (a reason is required to reject),
-and the paused flow records it in the manifest within its 1 s poll.
+A decision resumes the paused flow run with the form's input (:func:`flows.gates.form_input`),
+announced first as a :class:`~schemas.ResumeNotice` so the gate records the channel
+(``cli``); the Prefect server validates the input against the form's schema (a reason is
+required to reject), and the paused flow records it in the manifest within its 1 s poll.
 """
 
 from __future__ import annotations
@@ -49,9 +50,16 @@ from orchestrator.exceptions import ApprovalError, OrchestratorError, RunNotFoun
 from orchestrator.runstore import load_manifest
 from orchestrator.settings import Settings
 from orchestrator.workspace import Workspace
-from schemas import ApprovalDecision, DecidedGate, DecisionNotice, GateNotice, WaitingGate
+from schemas import (
+    ApprovalDecision,
+    DecidedGate,
+    DecisionNotice,
+    GateNotice,
+    ResumeNotice,
+    WaitingGate,
+)
 
-from .gates import form_input
+from .gates import form_input, resume_notice
 
 MAX_RUNS = 200
 """At most this many flow runs are read per query (paused ones, or those of one run)."""
@@ -311,8 +319,12 @@ async def decide(
             run_id=chosen.notice.run_id,
             gate=chosen.notice.approval_id,
         )
-    result = await client.resume_flow_run(chosen.flow_run_id, run_input=form_input(decision))
+    run_input = form_input(decision)
+    key = ResumeNotice.input_key(chosen.notice.approval_id)
+    await _announce(client, chosen.flow_run_id, key, resume_notice(decision))
+    result = await client.resume_flow_run(chosen.flow_run_id, run_input=run_input)
     if result.status is not SetStateStatus.ACCEPT:
+        await client.delete_flow_run_input(chosen.flow_run_id, key)
         reason = getattr(result.details, "reason", None) or result.status.value
         raise ApprovalError(
             f"the Prefect API refused to resume {chosen.notice.label} at "
@@ -345,6 +357,20 @@ def recorded_decision(notice: GateNotice) -> DecisionNotice | None:
         channel=approval.channel,
         decided_at=approval.decided_at or approval.requested_at,
     )
+
+
+async def _announce(
+    client: PrefectClient, flow_run_id: UUID, key: str, notice: ResumeNotice
+) -> None:
+    """Tell the paused gate which tool resumes it (replacing what a refused try left)."""
+    value = notice.model_dump_json()
+    try:
+        await client.create_flow_run_input(flow_run_id, key, value)
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code != 409:
+            raise
+        await client.delete_flow_run_input(flow_run_id, key)
+        await client.create_flow_run_input(flow_run_id, key, value)
 
 
 async def decided_gates(client: PrefectClient, run: str) -> list[DecidedGate]:

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from .approval import Approval, ApprovalDecision
 from .audit import AuditEvent
 from .codex import CodexServerConfig
-from .inbox import DecisionNotice, GateNotice
+from .inbox import DecisionNotice, GateNotice, ResumeNotice
 from .library import LibraryEntry, LibraryIndex
 from .manifest import RunManifest
 from .outputs import BuildReport, Plan, ReviewVerdict, TestReport
@@ -42,6 +42,7 @@ DOCUMENTS: dict[str, type[BaseModel]] = {
     "library-entry": LibraryEntry,
     "library-index": LibraryIndex,
     "plan": Plan,
+    "resume-notice": ResumeNotice,
     "review-verdict": ReviewVerdict,
     "run-manifest": RunManifest,
     "spec-front-matter": SpecFrontMatter,

@@ -39,6 +39,7 @@ from schemas import (
     DecisionNotice,
     Gate,
     GateNotice,
+    ResumeNotice,
     WaitingGate,
     utc_now,
 )
@@ -220,6 +221,16 @@ def test_a_decision_resumes_the_paused_flow_run_with_the_form_input(pauses: Paus
         return await client.read_flow_run_input(flow_run_id, "paused-plan-response")
 
     assert '"approver":"Ada"' in run_with_client(response).replace(" ", "")
+
+    async def announced(client: PrefectClient) -> str:
+        return await client.read_flow_run_input(flow_run_id, "orchestrator-resume-plan")
+
+    notice = ResumeNotice.model_validate_json(run_with_client(announced))
+    assert (notice.channel, notice.decision, notice.approver) == (
+        Channel.CLI,
+        Decision.APPROVE,
+        "Ada",
+    )
 
 
 def test_several_gates_need_a_choice(pauses: Pauses) -> None:
