@@ -73,15 +73,17 @@ POLL_SECONDS = 1
 REASON_REQUIRED = "a reason is required to reject: say why in the Reason field"
 _NOT_BLANK = r"\S"
 _BLANK = r"^\s*$"
-_A_REASON_TO_REJECT = "a reason to reject"
+_REASON_TO_REJECT = "reason to reject"
 _REASON_ON_REJECT: JsonDict = {
-    # The server checks the form against this schema and shows jsonschema's words: a
-    # rejection without a reason fails as "'a reason to reject' is a required property".
+    # The server and the UI check the form against this schema and show jsonschema's
+    # words: a rejection without a reason fails as "'reason to reject' is a required
+    # property", which the UI shows under the Reason field (it files a "required" error
+    # under the first word of the missing name).
     "if": {
         "properties": {"decision": {"const": "reject"}, "reason": {"pattern": _BLANK}},
         "required": ["decision"],
     },
-    "then": {"required": [_A_REASON_TO_REJECT]},
+    "then": {"required": [_REASON_TO_REJECT]},
 }
 
 
