@@ -88,17 +88,21 @@ def spawn_worker(
     """``prefect worker start --pool POOL``; ready once the API lists it online.
 
     Its environment, which its flow runs inherit, holds :func:`run_environ` (the
-    orchestrator home and the AppRole secret_id) and the Prefect client's retry bound
+    orchestrator home and the AppRole secret_id), the Prefect client's retry bound
     (:func:`orchestrator.prefect_retries.prefect_client_environ`: our defaults, or the
-    ``PREFECT_CLIENT_*`` values this process has); its working folder is the project
-    (``prefect.yaml``'s pull step reads ``$PWD``).
+    ``PREFECT_CLIENT_*`` values this process has) and the flow-run heartbeat that the
+    crash automation watches (:func:`flows.heartbeats.heartbeat_environ`); its working
+    folder is the project (``prefect.yaml``'s pull step reads ``$PWD``).
     """
+    from flows.heartbeats import heartbeat_environ
+
     state_dir = state_folder(state_dir)
     env = prefect_environ(
         state_dir, api_url=api_url, worker_query_seconds=str(WORKER_QUERY_SECONDS)
     )
     env.update(prefect_client_environ())
     env.update(run_environ(state_dir, home=home), PWD=str(project_dir))
+    env.update(heartbeat_environ())
     name = f"orchestrator-{pool}-{os.getpid()}"
     command = _prefect("worker", "start", "--pool", pool, "--type", "process", "--name", name)
 
@@ -137,6 +141,15 @@ def create_work_pool(api_url: str, *, name: str = WORK_POOL) -> None:
     pool = WorkPoolCreate(name=name, type="process", base_job_template=template)
     with prefect_api(api_url), get_client(sync_client=True) as client:
         client.create_work_pool(pool, overwrite=True)
+
+
+def create_automations(api_url: str) -> None:
+    """The server's automations (as ``orchestrator setup automations`` creates them)."""
+    from flows.approvals import run_with_client
+    from flows.heartbeats import ensure_crash_automation
+
+    with prefect_api(api_url):
+        run_with_client(ensure_crash_automation)
 
 
 def deploy(api_url: str, *, state_dir: Path, project_dir: Path, timeout: float = 180) -> list[str]:

@@ -27,7 +27,8 @@ What one stack starts, each in a session of its own through the process supervis
 (:mod:`orchestrator.supervisor`), recorded in ``stack.json``: an OpenBao dev server
 (:mod:`devstack.vault`, detached), the reference Runs API server, the replay model
 provider (unless a real model is given), a Prefect server (SQLite) and a process
-worker; and it creates the work pool, saves the three blocks (document name
+worker; and it creates the work pool and the automation that sets Crashed the flow
+runs whose process died (:mod:`flows.heartbeats`), saves the three blocks (document name
 ``default``), deploys ``prefect.yaml`` and prepares the sample git repository.
 
 The state folder (mode 0700)::
@@ -82,6 +83,7 @@ from ._prefect import (
     CLOUD_WORKSPACE,
     DEFAULT_PORT,
     WORK_POOL,
+    create_automations,
     create_work_pool,
     deploy,
     nightly_schedule,
@@ -271,10 +273,12 @@ class DevStack(Stoppable):
         )
 
     def _start_workload(self, api_url: str | None) -> tuple[list[str], str]:
-        """Work pool, worker and deployments (the worker starts while the deploy runs)."""
+        """Work pool, automations, worker and deployments (the worker starts while the
+        deploy runs)."""
         if api_url is None:
             return [], ""
         create_work_pool(api_url, name=self.pool)
+        create_automations(api_url)
         project_dir = self.project_dir or Path.cwd()  # set by start() when these parts run
         worker = None
         if "worker" in self.parts:

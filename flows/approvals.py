@@ -3,8 +3,9 @@
 The reading side of :mod:`flows.gates`. A gate that needs a person pauses its flow run
 (pause key: the approval id) next to a :class:`~schemas.GateNotice`; once decided, a
 :class:`~schemas.DecisionNotice` joins it. Everything here goes through the Prefect API
-named by ``PREFECT_API_URL``, never the local ``.runs/``, so an approver decides from
-any process or machine that reaches the API::
+named by ``PREFECT_API_URL``, so an approver decides from any process or machine that
+reaches the API; where this machine also holds the run's manifest, a gate it records
+decided is refused even if a stale pause still shows in Prefect::
 
     async with prefect_api() as client:
         for gate in await waiting_gates(client):
@@ -14,9 +15,10 @@ any process or machine that reaches the API::
 From synchronous code (the CLI), :func:`run_with_client` runs one of these functions
 with a client of its own: ``run_with_client(waiting_gates, run="RUN")``.
 
-A decision resumes the paused flow run with the form's input (:func:`flows.gates.form_input`);
-the Prefect server validates it against the form's schema (a reason is required to reject),
-and the paused flow records it in the manifest within its 1 s poll.
+A decision resumes the paused flow run with the form's input (:func:`flows.gates.form_input`),
+announced first as a :class:`~schemas.ResumeNotice` so the gate records the channel
+(``cli``); the Prefect server validates the input against the form's schema (a reason is
+required to reject), and the paused flow records it in the manifest within its 1 s poll.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Concatenate, ParamSpec, TypeVar
 from uuid import UUID
 
@@ -39,13 +42,25 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import PrefectHTTPStatusError
-from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+from prefect.settings import PREFECT_API_URL
+from prefect.states import Crashed
 from pydantic import ValidationError
 
 from orchestrator.exceptions import ApprovalError, OrchestratorError, RunNotFoundError
-from schemas import ApprovalDecision, DecidedGate, DecisionNotice, GateNotice, WaitingGate
+from orchestrator.runstore import load_manifest
+from orchestrator.settings import Settings
+from orchestrator.workspace import Workspace
+from schemas import (
+    ApprovalDecision,
+    DecidedGate,
+    DecisionNotice,
+    GateNotice,
+    ResumeNotice,
+    WaitingGate,
+)
 
-from .gates import form_input
+from .gates import form_input, resume_notice
+from .ui_links import flow_run_url
 
 MAX_RUNS = 200
 """At most this many flow runs are read per query (paused ones, or those of one run)."""
@@ -83,22 +98,17 @@ def run_with_client(
     return asyncio.run(main())
 
 
-def flow_run_url(flow_run_id: UUID) -> str | None:
-    """The flow run's page in the Prefect UI; None when no UI URL is known."""
-    base = PREFECT_UI_URL.value()
-    return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}" if base else None
-
-
 # -- what waits -----------------------------------------------------------------------
 
 
 async def waiting_gates(
     client: PrefectClient, *, run: str | None = None, describe: bool = False
 ) -> list[WaitingGate]:
-    """Every gate a paused flow run waits at, oldest request first.
+    """Every gate a live flow run waits at, oldest request first.
 
-    A gate asked again by a resumed run, after the process that first asked it died
-    while paused, is listed once: its newest pause.
+    Only live waits: a pause of a flow run whose process died is not listed, once its
+    pipeline flow run ended (the crash automation of :mod:`flows.heartbeats` sets it
+    Crashed) or a newer pipeline flow run continues the run (``orchestrator resume``).
 
     Args:
         client: A Prefect API client.
@@ -111,9 +121,9 @@ async def waiting_gates(
         ),
         limit=MAX_RUNS,
     )
-    found = [await _gate_of(client, flow_run) for flow_run in paused]
-    gates = [g for g in found if g is not None and (run is None or g.matches(run))]
-    gates = sorted(_newest_pauses(gates), key=lambda g: g.notice.requested_at)
+    found = [(await _gate_of(client, flow_run), flow_run) for flow_run in paused]
+    mine = [(g, f) for g, f in found if g is not None and (run is None or g.matches(run))]
+    gates = sorted(await _live(client, mine), key=lambda g: g.notice.requested_at)
     if describe:
         gates = [await _described(client, g) for g in gates]
     return gates
@@ -151,13 +161,45 @@ def select_gate(waiting: Iterable[WaitingGate], run: str, gate: str | None) -> W
     return matching[0] if matching else None
 
 
-def _newest_pauses(gates: list[WaitingGate]) -> list[WaitingGate]:
-    """One entry per gate of a run: a resumed run asks again from a new flow run, and the
-    flow run of a process that died while it waited stays paused; the newest pause wins."""
-    newest: dict[tuple[str, str, str], WaitingGate] = {}
-    for gate in sorted(gates, key=lambda g: g.paused_at):
-        newest[(gate.notice.task_id, gate.notice.run_id, gate.notice.approval_id)] = gate
-    return list(newest.values())
+async def _live(
+    client: PrefectClient, paused: list[tuple[WaitingGate, FlowRun]]
+) -> list[WaitingGate]:
+    """The gates asked by their run's newest pipeline flow run (or one of its subflows,
+    created after it) while that one has not ended."""
+    newest: dict[str, FlowRun | None] = {}
+    live = []
+    for gate, flow_run in paused:
+        label = gate.notice.label
+        if label not in newest:
+            newest[label] = await newest_pipeline(client, label)
+        pipeline = newest[label]
+        if pipeline is None:  # not asked by a pipeline: nothing to compare with
+            live.append(gate)
+        elif not _ended(pipeline) and _created(flow_run) >= _created(pipeline):
+            live.append(gate)
+    return live
+
+
+async def newest_pipeline(client: PrefectClient, label: str) -> FlowRun | None:
+    """The newest pipeline flow run of run ``<task>/<run>``; None if none is known.
+
+    A pipeline flow run is named ``<task>/<run>`` once it opened the run, and
+    ``resume <run>`` while a resume starts: a newer one of either name supersedes the
+    older flow runs at once.
+    """
+    run_id = label.rpartition("/")[2]
+    named = FlowRunFilter(name=FlowRunFilterName(like_=run_id))
+    found = await client.read_flow_runs(flow_run_filter=named, limit=MAX_RUNS)
+    pipelines = [f for f in found if f.name in (label, f"resume {run_id}")]
+    return max(pipelines, key=_created, default=None)
+
+
+def _created(flow_run: FlowRun) -> datetime:
+    return flow_run.created or datetime.min.replace(tzinfo=UTC)
+
+
+def _ended(flow_run: FlowRun) -> bool:
+    return flow_run.state is not None and flow_run.state.is_final()
 
 
 async def _gate_of(client: PrefectClient, flow_run: FlowRun) -> WaitingGate | None:
@@ -200,6 +242,36 @@ async def _input(client: PrefectClient, flow_run_id: UUID, key: str) -> object:
     return next((i.decoded_value for i in inputs if i.key == key), None)
 
 
+# -- a resumed run's old flow runs ------------------------------------------------------
+
+
+async def close_stale_flow_runs(client: PrefectClient, label: str, current: UUID) -> list[FlowRun]:
+    """End every flow run of run ``label`` that a dead process left open; tag ``current``.
+
+    Called when flow run ``current`` continues the run (``orchestrator resume``), before
+    it asks any gate: the older flow runs that are still Running or Paused belong to a
+    process that died (or their pause would be listed as a wait forever). Each is set
+    Crashed with a message naming ``current``; ``current`` is tagged ``resume`` and
+    ``resume of <old flow run id>``, so the UI tells one story.
+
+    Returns:
+        The flow runs it closed (those the crash automation already ended are not).
+    """
+    older = [f for f in await _flow_runs_of(client, label) if f.id != current]
+    if not older:
+        return []
+    stale = [f for f in older if not _ended(f)]
+    for flow_run in stale:
+        message = f"the process of this flow run died; run {label} continues in flow run {current}"
+        await client.set_flow_run_state(flow_run.id, Crashed(message=message), force=True)
+    pipelines = [f for f in older if f.name == label]
+    resumed = max(pipelines, key=_created, default=None)
+    tags = {"resume", *([f"resume of {resumed.id}"] if resumed else [])}
+    own = (await client.read_flow_run(current)).tags
+    await client.update_flow_run(current, tags=sorted(tags.union(own)))
+    return stale
+
+
 # -- deciding -------------------------------------------------------------------------
 
 
@@ -226,6 +298,15 @@ async def decide(
     chosen = select_gate(await waiting_gates(client, run=run), run, gate)
     if chosen is None:
         raise await _not_waiting(client, run, gate)
+    recorded = recorded_decision(chosen.notice)
+    if recorded is not None:
+        raise ApprovalError(
+            f"the {chosen.notice.approval_id} gate of {chosen.notice.label} was already "
+            f"decided: {_decided_text(recorded)} (its manifest says so; the pause of flow run "
+            f"{chosen.flow_run_name} ({chosen.flow_run_id}) is stale)",
+            run_id=chosen.notice.run_id,
+            gate=chosen.notice.approval_id,
+        )
     if chosen.expired:
         raise ApprovalError(
             f"the {chosen.notice.approval_id} gate of {chosen.notice.label} timed out at "
@@ -233,8 +314,12 @@ async def decide(
             run_id=chosen.notice.run_id,
             gate=chosen.notice.approval_id,
         )
-    result = await client.resume_flow_run(chosen.flow_run_id, run_input=form_input(decision))
+    run_input = form_input(decision)
+    key = ResumeNotice.input_key(chosen.notice.approval_id)
+    await _announce(client, chosen.flow_run_id, key, resume_notice(decision))
+    result = await client.resume_flow_run(chosen.flow_run_id, run_input=run_input)
     if result.status is not SetStateStatus.ACCEPT:
+        await client.delete_flow_run_input(chosen.flow_run_id, key)
         reason = getattr(result.details, "reason", None) or result.status.value
         raise ApprovalError(
             f"the Prefect API refused to resume {chosen.notice.label} at "
@@ -243,6 +328,44 @@ async def decide(
             gate=chosen.notice.approval_id,
         )
     return chosen
+
+
+def recorded_decision(notice: GateNotice) -> DecisionNotice | None:
+    """The gate's decision as the run's manifest records it, where this machine holds the
+    run (under ``ORCHESTRATOR_HOME``); None when undecided there, or not held here.
+
+    The manifest is the record: a pause that Prefect still shows may belong to a flow
+    run whose process died after the decision was recorded.
+    """
+    try:
+        store = Workspace.open(Settings()).store
+        path = store.ref(notice.task_id, notice.run_id).manifest_path
+        approval = load_manifest(path).approval(notice.approval_id) if path.is_file() else None
+    except (OrchestratorError, OSError, ValueError):  # not ours to read: the API decides
+        return None
+    if approval is None or approval.decision is None or approval.channel is None:
+        return None
+    return DecisionNotice(
+        decision=approval.decision,
+        approver=approval.approver or "unknown",
+        reason=approval.reason or "",
+        channel=approval.channel,
+        decided_at=approval.decided_at or approval.requested_at,
+    )
+
+
+async def _announce(
+    client: PrefectClient, flow_run_id: UUID, key: str, notice: ResumeNotice
+) -> None:
+    """Tell the paused gate which tool resumes it (replacing what a refused try left)."""
+    value = notice.model_dump_json()
+    try:
+        await client.create_flow_run_input(flow_run_id, key, value)
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code != 409:
+            raise
+        await client.delete_flow_run_input(flow_run_id, key)
+        await client.create_flow_run_input(flow_run_id, key, value)
 
 
 async def decided_gates(client: PrefectClient, run: str) -> list[DecidedGate]:

@@ -10,6 +10,10 @@ waits, and explain what was decided, from any machine with the Prefect API:
   summary), written before the pause;
 - ``orchestrator-decision-<approval id>``: a :class:`~schemas.DecisionNotice`, once decided.
 
+A tool that resumes the pause (the CLI) first writes ``orchestrator-resume-<approval
+id>`` (:class:`~schemas.ResumeNotice`): the form has no channel field, so the channel
+recorded is ``cli`` when that notice announced the submitted decision, else ``ui``.
+
 The pause key is the approval id, so the form's own inputs are
 ``paused-<approval id>-description``, ``-schema`` and ``-response``. What a decision
 submits through the form is :func:`form_input`; what the gate reads back, ``_decision_of``.
@@ -21,7 +25,7 @@ one request at a time.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 import anyio
@@ -36,7 +40,7 @@ from prefect.input.actions import acreate_flow_run_input, aread_flow_run_input
 from prefect.logging.loggers import get_logger
 from prefect.runtime import flow_run, task_run
 from prefect.states import Running
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 from pydantic.config import JsonDict
 
 from agents.approvals import ApprovalAnswer, ApprovalRequest
@@ -71,21 +75,36 @@ from schemas import (
     Gate,
     GateMode,
     GateNotice,
+    ResumeNotice,
     RunManifest,
     RunStatus,
 )
 
 POLL_SECONDS = 1
 
+REASON_REQUIRED = "a reason is required to reject: say why in the Reason field"
 _NOT_BLANK = r"\S"
+_BLANK = r"^\s*$"
+_REASON_TO_REJECT = "reason to reject"
 _REASON_ON_REJECT: JsonDict = {
-    "if": {"properties": {"decision": {"const": "reject"}}, "required": ["decision"]},
-    "then": {"properties": {"reason": {"pattern": _NOT_BLANK}}, "required": ["reason"]},
+    # The server and the UI check the form against this schema and show jsonschema's
+    # words: a rejection without a reason fails as "'reason to reject' is a required
+    # property", which the UI shows under the Reason field (it files a "required" error
+    # under the first word of the missing name).
+    "if": {
+        "properties": {"decision": {"const": "reject"}, "reason": {"pattern": _BLANK}},
+        "required": ["decision"],
+    },
+    "then": {"required": [_REASON_TO_REJECT]},
 }
 
 
 class ApprovalForm(RunInput):
-    """The form an approver fills in to resume a paused run."""
+    """The form an approver fills in to resume a paused run.
+
+    No channel field: the gate knows whether the decision came from the UI or a tool
+    (:class:`~schemas.ResumeNotice`), and the approver cannot say otherwise.
+    """
 
     model_config = ConfigDict(json_schema_extra={"allOf": [_REASON_ON_REJECT]})
 
@@ -93,10 +112,15 @@ class ApprovalForm(RunInput):
     approver: str = Field(
         title="Approver", description="Your name.", min_length=1, pattern=_NOT_BLANK
     )
-    reason: str = Field(default="", title="Reason", description="Required to reject.")
-    channel: Literal["ui", "cli"] = Field(
-        default="ui", title="Channel", description="Set by the tool that resumes; leave it."
+    reason: str = Field(
+        default="", title="Reason", description="Why; required to reject.", max_length=4000
     )
+
+    @model_validator(mode="after")
+    def _reason_on_reject(self) -> ApprovalForm:
+        if self.decision is Decision.REJECT and not self.reason.strip():
+            raise ValueError(REASON_REQUIRED)
+        return self
 
 
 FORM_CHANNELS = (Channel.UI, Channel.CLI)
@@ -108,19 +132,30 @@ def form_input(decision: ApprovalDecision) -> dict[str, str]:
 
     Raises:
         InvalidInputError: the decision does not come from a person (channel ``ui`` or
-            ``cli``): the policy and timeouts decide inside the flow run, never by resuming.
+            ``cli``): the policy and timeouts decide inside the flow run, never by
+            resuming; or it is a rejection without a reason.
     """
     if decision.channel not in FORM_CHANNELS:
         raise InvalidInputError(
             f"a gate is resumed by a person (channel ui or cli), not {decision.channel.value}"
         )
-    form = ApprovalForm(
+    try:
+        form = ApprovalForm(
+            decision=decision.decision, approver=decision.approver, reason=decision.reason
+        )
+    except ValidationError:
+        raise InvalidInputError(REASON_REQUIRED) from None
+    return form.model_dump(mode="json", include={"decision", "approver", "reason"})
+
+
+def resume_notice(decision: ApprovalDecision) -> ResumeNotice:
+    """What a tool announces before it resumes a pause with ``decision`` (its channel)."""
+    return ResumeNotice(
+        channel=decision.channel,
         decision=decision.decision,
         approver=decision.approver,
         reason=decision.reason,
-        channel=decision.channel.value,
     )
-    return form.model_dump(mode="json", include={"decision", "approver", "reason", "channel"})
 
 
 async def approval_gate(
@@ -201,6 +236,13 @@ async def _ask_a_person(
             poll_interval=POLL_SECONDS,
             key=notice.approval_id,
         )
+    except ValidationError:  # the server checks the form's schema; this is a last guard
+        return ApprovalDecision(
+            decision=Decision.REJECT,
+            approver="unknown",
+            reason="an invalid decision form was submitted",
+            channel=Channel.UI,
+        )
     except FlowPauseTimeout:
         logger.warning(
             "no decision on %s within %ss: rejected (timeout)",
@@ -215,24 +257,24 @@ async def _ask_a_person(
             record_decision(handle, notice.approval_id, timeout_decision())
             await _publish_decision(notice.approval_id, timeout_decision())
         raise
-    return _decision_of(submitted)
+    return await _decision_of(submitted, notice.approval_id)
 
 
-def _decision_of(form: ApprovalForm) -> ApprovalDecision:
+async def _decision_of(form: ApprovalForm, approval_id: str) -> ApprovalDecision:
+    """The decision a submitted form makes; its channel is ``cli`` when the CLI announced
+    exactly this decision (:class:`~schemas.ResumeNotice`), else ``ui``."""
+    announced = await _read_input(ResumeNotice.input_key(approval_id))
     try:
-        return ApprovalDecision(
-            decision=form.decision,
-            approver=form.approver.strip(),
-            reason=form.reason.strip(),
-            channel=Channel(form.channel),
-        )
-    except ValidationError:  # the server checks the form's schema; this is a last guard
-        return ApprovalDecision(
-            decision=Decision.REJECT,
-            approver=form.approver.strip() or "unknown",
-            reason="an invalid decision form was submitted",
-            channel=Channel(form.channel),
-        )
+        notice = ResumeNotice.model_validate(announced) if announced is not None else None
+    except ValidationError:
+        notice = None
+    by_tool = notice is not None and notice.describes(form.decision, form.approver, form.reason)
+    return ApprovalDecision(
+        decision=form.decision,
+        approver=form.approver.strip(),
+        reason=form.reason.strip(),
+        channel=notice.channel if notice is not None and by_tool else Channel.UI,
+    )
 
 
 async def _running_again() -> None:
@@ -253,6 +295,14 @@ async def _running_again() -> None:
 async def _publish_decision(approval_id: str, decision: ApprovalDecision) -> None:
     notice = DecisionNotice.of(decision)
     await _create_input(DecisionNotice.input_key(approval_id), notice.model_dump(mode="json"))
+
+
+async def _read_input(key: str) -> object:
+    """A flow run input of this flow run; None when it does not exist."""
+    flow_run_id = current_flow_run_id()
+    if flow_run_id is None:
+        return None
+    return await aread_flow_run_input(key, flow_run_id=UUID(flow_run_id))
 
 
 async def _create_input(key: str, value: dict[str, Any]) -> None:

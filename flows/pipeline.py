@@ -75,6 +75,7 @@ from ._runtime import (
     run_sessions,
     shared_run_resources,
 )
+from .approvals import close_stale_flow_runs
 from .build import build_flow
 from .cloud_sync import emit_run_completed, mirror_run
 from .gates import approval_gate
@@ -189,11 +190,19 @@ def _open_run(
 
 
 async def _name_flow_run(handle: RunHandle) -> None:
+    """Name the flow run ``<task>/<run>``; when it continues a run, close what the dead
+    process left open (its flow runs, its pauses) and say so in its tags."""
     flow_run_id = current_flow_run_id()
     if flow_run_id is None:
         return
     async with get_client() as client:
         await client.update_flow_run(UUID(flow_run_id), name=handle.label)
+        closed = await close_stale_flow_runs(client, handle.label, UUID(flow_run_id))
+    if closed:
+        names = ", ".join(f"{f.name} ({f.id}, was {f.state_name})" for f in closed)
+        run_logger().info(
+            "resuming %s: set Crashed what its dead process left: %s", handle.label, names
+        )
 
 
 async def _drive(handle: RunHandle, blocks: dict[str, str]) -> None:

@@ -24,7 +24,7 @@ from .codex import (
     SandboxMode,
 )
 from .documents import DOCUMENTS, generate_schema, render_schema, schema_errors, schema_path
-from .inbox import DecidedGate, DecisionNotice, GateNotice, WaitingGate
+from .inbox import DecidedGate, DecisionNotice, GateNotice, ResumeNotice, WaitingGate
 from .library import (
     LIBRARY_INDEX_VERSION,
     LIBRARY_REF_PATTERN,
@@ -160,6 +160,7 @@ __all__ = [
     "Phases",
     "Plan",
     "PriceTable",
+    "ResumeNotice",
     "ReviewVerdict",
     "RunBudget",
     "RunManifest",

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from .approval import Approval, ApprovalDecision
 from .audit import AuditEvent
 from .codex import CodexServerConfig
-from .inbox import DecisionNotice, GateNotice
+from .inbox import DecisionNotice, GateNotice, ResumeNotice
 from .library import LibraryEntry, LibraryIndex
 from .manifest import RunManifest
 from .outputs import BuildReport, Plan, ReviewVerdict, TestReport
@@ -44,6 +44,7 @@ DOCUMENTS: dict[str, type[BaseModel]] = {
     "library-index": LibraryIndex,
     "plan": Plan,
     "price-table": PriceTable,
+    "resume-notice": ResumeNotice,
     "review-verdict": ReviewVerdict,
     "run-manifest": RunManifest,
     "spec-front-matter": SpecFrontMatter,

@@ -5,7 +5,10 @@ writes two small flow run inputs, so any process that reaches the Prefect API ca
 what waits and explain what was decided, with nothing local read:
 
 - ``orchestrator-gate-<approval id>``: a :class:`GateNotice`, written before the pause;
-- ``orchestrator-decision-<approval id>``: a :class:`DecisionNotice`, once decided.
+- ``orchestrator-decision-<approval id>``: a :class:`DecisionNotice`, once decided;
+- ``orchestrator-resume-<approval id>``: a :class:`ResumeNotice`, written by a tool
+  (the CLI) just before it resumes the pause, so the gate records that channel; a
+  decision without one (or with one for another decision) came from the UI form.
 
 The notices are read by other processes, possibly of another version of the
 orchestrator, so they ignore fields they do not know (a newer writer may add some)
@@ -83,6 +86,25 @@ class DecisionNotice(_Notice):
             channel=decision.channel,
             decided_at=decided_at or utc_now(),
         )
+
+
+class ResumeNotice(_Notice):
+    """Which tool resumes a pause, with what: the flow run input ``orchestrator-resume-<id>``.
+
+    The approval form has no channel field for an approver to change: the gate takes
+    the channel from this notice when its decision is the one submitted.
+    """
+
+    INPUT_PREFIX: ClassVar[str] = "orchestrator-resume-"
+
+    channel: Channel
+    decision: Decision
+    approver: str
+    reason: str = ""
+
+    def describes(self, decision: Decision, approver: str, reason: str) -> bool:
+        """Whether the submitted form is the one this notice announced."""
+        return (self.decision, self.approver, self.reason) == (decision, approver, reason)
 
 
 class WaitingGate(BaseModel):

@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from orchestrator.exceptions import InvalidInputError, OrchestratorError
 
-from . import _approvals, _cloud, _core, _demo, _dev, _gc, _library, _run, _serve, _specs
+from . import _approvals, _cloud, _core, _demo, _dev, _gc, _library, _run, _serve, _setup, _specs
 from ._console import err_console
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ _cloud.register(app)
 _dev.register(app)
 _demo.register(app)
 _serve.register(app)
+_setup.register(app)
 _specs.register(app)
 _library.register(app)
 _gc.register(app)

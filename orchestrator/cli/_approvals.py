@@ -1,10 +1,11 @@
 """Commands for approvers: ``orchestrator approvals``, ``approve`` and ``reject``.
 
 Parse, call :mod:`flows.approvals`, print. Everything goes through the Prefect API named
-by PREFECT_API_URL, never the local ``.runs/``, so an approver decides from any process
-or machine that reaches the API. Prefect and the flows are imported inside the
-commands: ``orchestrator --help`` does not pay for them. Every UI link printed comes
-from :mod:`flows.ui_links`: it opens the UI a person lands on (Prefect's V2 UI).
+by PREFECT_API_URL, so an approver decides from any process or machine that reaches the
+API (where this machine holds the run's manifest, a gate it records decided is
+refused). Prefect and the flows are imported inside the commands: ``orchestrator
+--help`` does not pay for them. Every UI link printed comes from :mod:`flows.ui_links`:
+it opens the UI a person lands on (Prefect's V2 UI).
 
 Exit codes: 0 done; 2 bad input, nothing changed (an unknown run, a run not waiting, a
 gate already decided or timed out, a rejection without a reason, a form the server

@@ -113,12 +113,13 @@ def run_pipeline(**parameters: Any) -> str:
         InvalidInputError: the flow refused its input before a run existed.
         OrchestratorError: the flow failed before a run existed.
     """
+    from flows.heartbeats import heartbeat_settings
     from flows.pipeline import pipeline
 
     async def flow_state() -> State[Any]:
         return await pipeline(**parameters, return_state=True)
 
-    with _ephemeral_margin():
+    with _ephemeral_margin(), heartbeat_settings():  # a killed run ends Crashed
         state = asyncio.run(flow_state())
     if state.is_cancelled() and isinstance(data := state.result(raise_on_failure=False), dict):
         return str(data["run_id"])  # a rejected run: its summary rides on the named state

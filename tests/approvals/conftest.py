@@ -142,6 +142,12 @@ class PipelineRun:
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-6000:]
 
+    def kill(self) -> None:
+        """SIGKILL the run's process and its process group (codex servers), and reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
 
 @dataclass
 class GateStack:
@@ -178,13 +184,24 @@ class GateStack:
         repo = prepare_sample_repo(self.base / "repos" / run_id)
         if prepare is not None:
             prepare(repo)
-        log = self.base / "logs" / f"{run_id}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        command = [str(BIN / "orchestrator"), "run", str(TASKS / task), "--repo", str(repo)]
+        command = ["run", str(TASKS / task), "--repo", str(repo)]
         command += ["--run-id", run_id, "--env", "dev", "--cloud-block", ""]
-        with log.open("wb") as out:
+        return self._spawn(command, run_id, repo, self.base / "logs" / f"{run_id}.log")
+
+    def resume(self, run: PipelineRun) -> PipelineRun:
+        """``orchestrator resume RUN`` in a process of its own, logging after the run's log."""
+        log = run.log.with_name(f"{run.log.stem}-resume{len(self.runs)}.log")
+        return self._spawn(["resume", run.run_id, "--cloud-block", ""], run.run_id, run.repo, log)
+
+    def _spawn(self, args: list[str], run_id: str, repo: Path, log: Path) -> PipelineRun:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("wb") as out:  # a session of its own: a kill takes its codex servers too
             process = subprocess.Popen(
-                command, env=self.env(), stdout=out, stderr=subprocess.STDOUT
+                [str(BIN / "orchestrator"), *args],
+                env=self.env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         run = PipelineRun(run_id, repo, process, log)
         self.runs.append(run)
@@ -273,8 +290,7 @@ def gate_stack(
     finally:
         for run in stack.runs:
             if run.process.poll() is None:
-                run.process.kill()
-                run.process.wait(timeout=10)
+                run.kill()
 
 
 @pytest.fixture

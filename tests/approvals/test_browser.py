@@ -158,6 +158,12 @@ def reject_the_literal_plan(page: Page, run: PipelineRun, shots: Screenshots) ->
     expect(dialog.locator("a[href^='http://x']")).to_have_count(0)
     expect(dialog.locator("strong")).to_have_count(0)
     shots.take(page, "literal-plan")
-    fill_decision(dialog, page, "reject", "Grace Hopper", "not what was asked")
+    expect(dialog.get_by_text("Channel")).to_have_count(0)  # not the approver's to set
+    fill_decision(dialog, page, "reject", "Grace Hopper", "")
+    dialog.get_by_role("button", name="Resume", exact=True).click()
+    # A rejection without a reason is refused, in plain words, and the run still waits.
+    expect(page.get_by_text(re.compile("reason to reject")).first).to_be_visible()
+    assert run.process.poll() is None
+    dialog.get_by_role("textbox", name=re.compile(r"^Reason")).fill("not what was asked")
     submit_resume(dialog, page)
     assert run.wait() == 1, run.output()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import timedelta
 from uuid import uuid4
@@ -9,12 +10,15 @@ from uuid import uuid4
 import pytest
 from prefect._internal.pydantic.v2_schema import create_v2_schema
 from prefect.utilities import schema_tools
+from prefect.utilities.schema_tools.validation import build_error_obj
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
+import flows.gates
 from agents.approvals import ApprovalAnswer, ApprovalRequest
 from flows._runtime import ESCALATION_GRACE_SECONDS, command_approver
 from flows.approvals import select_gate
-from flows.gates import ApprovalForm, CommandEscalation, answer_of, form_input
+from flows.gates import ApprovalForm, CommandEscalation, answer_of, form_input, resume_notice
 from orchestrator.approvals import (
     command_approval_id,
     command_markdown,
@@ -38,6 +42,7 @@ from schemas import (
     Gate,
     GateMode,
     GateNotice,
+    ResumeNotice,
     RunResult,
     TaskSpec,
     WaitingGate,
@@ -65,6 +70,8 @@ def form_schema() -> dict[str, object]:
         ({"decision": "approve", "approver": " "}, False),
         ({"decision": "maybe", "approver": "ada"}, False),
         ({"decision": "approve", "approver": "ada", "channel": "policy"}, False),
+        ({"decision": "approve", "approver": "ada", "channel": "cli"}, False),  # not a field
+        ({"decision": "reject", "approver": "ada", "reason to reject": "x"}, False),
         ({"decision": "approve", "approver": "ada", "extra": 1}, False),
     ],
 )
@@ -89,8 +96,68 @@ def test_a_decision_resumes_with_what_the_form_accepts(decision: ApprovalDecisio
         "decision": decision.decision.value,
         "approver": "ada",
         "reason": decision.reason,
-        "channel": decision.channel.value,
     }
+
+
+@pytest.mark.parametrize("reason", ["", "  ", "\n\t"])
+def test_a_rejection_without_a_reason_is_refused_in_plain_words(reason: str) -> None:
+    with pytest.raises(ValidationError, match="a reason is required to reject: say why"):
+        ApprovalForm(decision=Decision.REJECT, approver="ada", reason=reason)
+    run_input = {"decision": "reject", "approver": "ada", "reason": reason}
+    with pytest.raises(schema_tools.ValidationError) as refused:  # what the server answers
+        schema_tools.validate(run_input, form_schema(), raise_on_error=True)
+    assert "'reason to reject' is a required property" in str(refused.value)
+    ui = build_error_obj(schema_tools.validate(run_input, form_schema()))  # the UI's check
+    assert ui["errors"] == [
+        {"property": "reason", "errors": ["'reason to reject' is a required property"]}
+    ]
+    assert ApprovalForm(decision=Decision.APPROVE, approver="ada", reason=reason).reason == reason
+
+
+def test_the_approver_cannot_set_the_channel() -> None:
+    assert "channel" not in ApprovalForm.model_fields
+    assert "channel" not in form_schema()["properties"]  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("announced", "channel"),
+    [
+        (None, Channel.UI),  # the UI's form: nothing announced it
+        ({"channel": "cli", "decision": "approve", "approver": "ada", "reason": ""}, Channel.CLI),
+        # announced by a CLI whose resume failed, then decided differently in the UI
+        ({"channel": "cli", "decision": "reject", "approver": "ada", "reason": "no"}, Channel.UI),
+        ({"channel": "cli", "decision": "approve", "approver": "bob", "reason": ""}, Channel.UI),
+        ({"nonsense": True}, Channel.UI),
+    ],
+)
+def test_the_channel_is_the_announcing_tool_only_for_the_decision_it_announced(
+    monkeypatch: pytest.MonkeyPatch, announced: object, channel: Channel
+) -> None:
+    keys: list[str] = []
+
+    async def read_input(key: str) -> object:
+        keys.append(key)
+        return announced
+
+    monkeypatch.setattr(flows.gates, "_read_input", read_input)
+    form = ApprovalForm(decision=Decision.APPROVE, approver="ada")
+    decision = asyncio.run(flows.gates._decision_of(form, "plan"))
+    assert (decision.decision, decision.approver, decision.channel) == (
+        Decision.APPROVE,
+        "ada",
+        channel,
+    )
+    assert keys == [ResumeNotice.input_key("plan")] == ["orchestrator-resume-plan"]
+
+
+def test_a_tool_announces_its_channel_and_the_decision() -> None:
+    decision = ApprovalDecision(
+        decision=Decision.REJECT, approver="ada", reason="no", channel=Channel.CLI
+    )
+    notice = resume_notice(decision)
+    assert notice.channel is Channel.CLI
+    assert notice.describes(Decision.REJECT, "ada", "no")
+    assert not notice.describes(Decision.REJECT, "ada", "other")
 
 
 @pytest.mark.parametrize("channel", [Channel.POLICY, Channel.TIMEOUT])

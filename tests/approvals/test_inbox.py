@@ -39,6 +39,7 @@ from schemas import (
     DecisionNotice,
     Gate,
     GateNotice,
+    ResumeNotice,
     WaitingGate,
     utc_now,
 )
@@ -166,7 +167,7 @@ def test_the_inbox_lists_our_pauses_and_only_ours(pauses: Pauses) -> None:
     assert timedelta(seconds=50) < first.expires_at - utc_now() <= timedelta(seconds=60)
     assert not first.expired and first.description is None
     ui = PREFECT_UI_URL.value()
-    assert first.ui_url == (f"{ui}/runs/flow-run/{plan_run}" if ui else None)
+    assert first.ui_url == (f"{ui.rstrip('/')}/v2/runs/flow-run/{plan_run}" if ui else None)
 
 
 def test_one_run_is_named_by_run_id_label_or_flow_run_id(pauses: Pauses) -> None:
@@ -220,6 +221,16 @@ def test_a_decision_resumes_the_paused_flow_run_with_the_form_input(pauses: Paus
         return await client.read_flow_run_input(flow_run_id, "paused-plan-response")
 
     assert '"approver":"Ada"' in run_with_client(response).replace(" ", "")
+
+    async def announced(client: PrefectClient) -> str:
+        return await client.read_flow_run_input(flow_run_id, "orchestrator-resume-plan")
+
+    notice = ResumeNotice.model_validate_json(run_with_client(announced))
+    assert (notice.channel, notice.decision, notice.approver) == (
+        Channel.CLI,
+        Decision.APPROVE,
+        "Ada",
+    )
 
 
 def test_several_gates_need_a_choice(pauses: Pauses) -> None:

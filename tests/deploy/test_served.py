@@ -28,6 +28,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 
 from devstack import read_secret_id, read_stack, stack_processes
+from flows.heartbeats import AUTOMATION_NAME
 from orchestrator.prefect_retries import PREFECT_CLIENT_RETRY_DEFAULTS
 from schemas import RunStatus, schema_errors
 
@@ -63,6 +64,24 @@ def test_serve_is_ready_within_60_seconds(served: Served) -> None:
     assert [w["status"] for w in workers.json()] == ["ONLINE"]
     assert f"Prefect UI: {served.info.ui_url}" in served.output
     assert sorted(served.info.deployments) == DEPLOYMENTS
+
+
+def test_serve_sets_up_the_crash_automation_and_the_worker_heartbeat(served: Served) -> None:
+    found = httpx.post(f"{served.api_url}/automations/filter", json={}, timeout=10)
+    [crash] = [a for a in found.json() if a["name"] == AUTOMATION_NAME]
+    assert crash["enabled"] and crash["trigger"]["posture"] == "Proactive"
+    assert crash["trigger"]["within"] == 90.0
+    assert [(a["type"], a["state"]) for a in crash["actions"]] == [
+        ("change-flow-run-state", "CRASHED")
+    ]
+    again = orchestrator(
+        "setup", "automations", timeout=60, env={"PREFECT_API_URL": served.api_url}
+    )
+    assert again.returncode == 0, again.stderr
+    assert f"automation '{AUTOMATION_NAME}' unchanged ({crash['id']})" in again.stdout
+    [worker] = [s for s in read_stack(served.state_dir).services if s.name == "worker"]
+    environ = Path(f"/proc/{worker.pid}/environ").read_bytes().split(b"\0")
+    assert b"PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30" in environ
 
 
 def test_the_worker_secret_is_only_in_its_0600_file_and_environments(served: Served) -> None:
