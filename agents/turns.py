@@ -5,6 +5,13 @@ approvals, what the server said the thread and the final message are); a
 :class:`TurnBuilder` of the session turns it into a :class:`Turn`: commands with their
 real exit codes (denied ones too), patches relative to the thread's folder, the tokens
 of this turn alone (codex counts per thread), the duration.
+
+A command the sandbox refused (a write outside the writable roots) is recorded with
+status :data:`SANDBOX_REFUSED` and the refusal as its reason: a failed command, not
+escalated, whose output names a read-only file system or a forbidden operation (how
+codex itself tells a sandbox denial). codex 0.147 mostly reports such a command with its
+exec events (exit 1 or 2, "Read-only file system"); on replay, about one turn in eight
+lost a command's exec events or its output, and no other event names the command.
 """
 
 from __future__ import annotations
@@ -25,7 +32,19 @@ from .events import (
     TurnDiff,
 )
 
-__all__ = ["Turn", "TurnBuilder", "TurnRecord", "summarize_commands", "summarize_patches"]
+__all__ = [
+    "SANDBOX_REFUSED",
+    "Turn",
+    "TurnBuilder",
+    "TurnRecord",
+    "summarize_commands",
+    "summarize_patches",
+]
+
+SANDBOX_REFUSED = "refused-by-sandbox"
+"""The status of a command the sandbox refused."""
+_SANDBOX_DENIALS = ("read-only file system", "operation not permitted")
+_REASON_CHARS = 300
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,14 +138,20 @@ class TurnBuilder:
 def summarize_commands(
     events: list[CodexEvent], approvals: list[ApprovalRecord] | None = None
 ) -> list[CommandRecord]:
-    """One record per command: exit code and status from its end event; denied ones too."""
+    """One record per command: exit code and status from its end event; denied ones and
+    ones the sandbox refused too."""
+    escalated = {
+        r.request.call_id for r in approvals or [] if r.request.kind == "exec" and r.answer.approved
+    }
     ended = {e.call_id: e for e in events if isinstance(e, ExecCommandEnd)}
     records: list[CommandRecord] = []
     for event in events:
         if isinstance(event, ExecCommandBegin):
             end = ended.pop(event.call_id, None)
-            records.append(_command_record(event, end))
-    records += [_command_record(end, end) for end in ended.values()]
+            records.append(_command_record(event, end, sandboxed=event.call_id not in escalated))
+    records += [
+        _command_record(end, end, sandboxed=end.call_id not in escalated) for end in ended.values()
+    ]
     records += [_denied(record) for record in approvals or [] if _is_denied_exec(record)]
     return records
 
@@ -140,15 +165,29 @@ def summarize_patches(events: list[CodexEvent], *, cwd: str | None = None) -> li
 
 
 def _command_record(
-    begin: ExecCommandBegin | ExecCommandEnd, end: ExecCommandEnd | None
+    begin: ExecCommandBegin | ExecCommandEnd, end: ExecCommandEnd | None, *, sandboxed: bool
 ) -> CommandRecord:
+    refusal = _sandbox_refusal(end) if sandboxed and end is not None else None
+    status = (end.status or "completed") if end else "incomplete"
     return CommandRecord(
         command=begin.text,
         cwd=begin.cwd,
         exit_code=end.exit_code if end else None,
-        status=(end.status or "completed") if end else "incomplete",
+        status=SANDBOX_REFUSED if refusal else status,
         duration_ms=end.duration_ms if end else None,
+        reason=refusal,
     )
+
+
+def _sandbox_refusal(end: ExecCommandEnd) -> str | None:
+    """``refused by the sandbox: <the output's line>`` for a failed sandboxed command whose
+    output names a sandbox denial; None otherwise."""
+    if not end.exit_code:
+        return None
+    for line in end.output.splitlines():
+        if any(denial in line.lower() for denial in _SANDBOX_DENIALS):
+            return f"refused by the sandbox: {line.strip()[:_REASON_CHARS]}"
+    return None
 
 
 def _is_denied_exec(record: ApprovalRecord) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,12 @@ _PLAIN_WORDS = {
     errno.EISDIR: "a folder stands where a file belongs",
     errno.ENOTDIR: "a file stands where a folder belongs",
 }
+
+
+LOW_SPACE_BYTES = 1024 * 1024
+"""Below this much free space, a program's failed write is taken for a full disk: git, for
+one, says "Could not reset index file" rather than ENOSPC."""
+_ENOSPC_TEXT = os.strerror(errno.ENOSPC)
 
 
 @contextlib.contextmanager
@@ -44,4 +51,27 @@ def storage_error(what: str, path: Path, exc: OSError) -> StorageError:
         f"cannot write {what} at {where}: {reason}",
         path=str(where),
         errno_name=errno.errorcode.get(code),
+    )
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes free to us on the file system holding ``path`` (or its nearest existing parent)."""
+    for candidate in (path, *path.parents):
+        with contextlib.suppress(OSError):
+            stats = os.statvfs(candidate)
+            return stats.f_bavail * stats.f_frsize
+    return 0
+
+
+def full_disk_error(what: str, path: Path, detail: str) -> StorageError | None:
+    """A :class:`StorageError` when a program's failure writing ``what`` at ``path`` was a
+    full disk (its message says so, or less than :data:`LOW_SPACE_BYTES` is left); else None.
+    """
+    free = free_bytes(path)
+    if _ENOSPC_TEXT not in detail and free >= LOW_SPACE_BYTES:
+        return None
+    return StorageError(
+        f"cannot write {what} at {path}: the disk is full ({free // 1024} KiB free; {detail})",
+        path=str(path),
+        errno_name="ENOSPC",
     )

@@ -12,7 +12,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .exceptions import GitError, InvalidInputError
+from ._disk import full_disk_error
+from .exceptions import GitError, InvalidInputError, StorageError
 
 GIT_IDENTITY = ("-c", "user.name=Codex Orchestrator", "-c", "user.email=orchestrator@localhost")
 GIT_HARDENING = (
@@ -42,14 +43,23 @@ def _run_git(repo: Path, args: tuple[str, ...]) -> subprocess.CompletedProcess[s
     )
 
 
-def git(repo: Path, *args: str, check: bool = True) -> str:
-    """Run ``git -C repo args`` and return its stdout (stripped)."""
+def git(repo: Path, *args: str, check: bool = True, writes: Path | None = None) -> str:
+    """Run ``git -C repo args`` and return its stdout (stripped).
+
+    Raises:
+        StorageError: it failed on a full disk at ``writes`` (default: ``repo``).
+        GitError: it failed otherwise.
+    """
     completed = _run_git(repo, args)
     if check and completed.returncode != 0:
         command = "git " + " ".join(args)
         detail = (completed.stderr or completed.stdout).strip().splitlines()
+        last = detail[-1] if detail else str(completed.returncode)
+        full = full_disk_error("git's files", writes or repo, f"git: {last}")
+        if full is not None:
+            raise full
         raise GitError(
-            f"{command} failed in {repo}: {detail[-1] if detail else completed.returncode}",
+            f"{command} failed in {repo}: {last}",
             command=command,
             stderr=completed.stderr,
         )
@@ -107,10 +117,13 @@ def fresh_worktree(repo: Path, path: Path, branch: str, start: str) -> Worktree:
     path.parent.mkdir(parents=True, exist_ok=True)
     add = ("worktree", "add", "--force", "-B", branch, str(path), start)
     try:
-        git(repo, *add)
+        git(repo, *add, writes=path)
+    except StorageError:  # a full disk: leave no half-written worktree behind
+        _forget_worktree(repo, path, branch)
+        raise
     except GitError:  # what a killed git left behind holds the branch or the path
         _forget_worktree(repo, path, branch)
-        git(repo, *add)
+        git(repo, *add, writes=path)
     return Worktree(repo, path, branch)
 
 

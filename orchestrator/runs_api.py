@@ -7,7 +7,9 @@ Wire format (DESIGN.md, "Runs API wire format")::
     x-idempotency-key: sha256("<task_id>:<run_id>")
     {"summary": {...}, "manifest": {...}, "idempotencyKey": "<key>"}
 
-A 2xx answer carries ``{"id": ...}`` (or ``{"runId": ...}``). The client makes at
+A 2xx answer carries ``{"id": ...}`` (or ``{"runId": ...}``); an error answer's message
+is read from ``{"error": {"code": ..., "message": ...}}`` (or a plain ``{"detail": ...}``)
+into the :class:`SyncError`. The client makes at
 most ``max_attempts`` attempts with exponential backoff and jitter; it retries 429
 (never sooner than its ``Retry-After``), 5xx, timeouts and connection errors, and
 never another 4xx. Every attempt is one ``sync.attempt`` audit line; the token is
@@ -324,13 +326,7 @@ class RunsApiClient:
         return cloud_run_id, None
 
     def _excerpt(self, response: httpx.Response) -> str:
-        text = response.text
-        try:
-            detail = response.json().get("detail")
-        except (ValueError, AttributeError):
-            detail = None
-        if isinstance(detail, str):
-            text = detail
+        text = _error_message(response) or response.text
         return self._redactor.redact(" ".join(text.split()))[:_ERROR_EXCERPT] or "(empty body)"
 
     def _numbered(self, error: SyncError, number: int) -> SyncError:
@@ -398,15 +394,28 @@ def _ms_since(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def _cloud_run_id(response: httpx.Response) -> str | None:
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object; empty when it is not one."""
     try:
         data = response.json()
     except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _cloud_run_id(response: httpx.Response) -> str | None:
+    data = _json_object(response)
     value = data.get("id") or data.get("runId")
     return str(value) if isinstance(value, str | int) and str(value) else None
+
+
+def _error_message(response: httpx.Response) -> str | None:
+    """The message of an error answer: ``{"error": {"message": ...}}`` (the reference
+    server's one shape), else a plain ``{"detail": "..."}``; None for anything else."""
+    data = _json_object(response)
+    error = data.get("error")
+    message = error.get("message") if isinstance(error, dict) else data.get("detail")
+    return message if isinstance(message, str) else None
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -85,6 +85,15 @@ def sha256_file(path: Path) -> str:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see the old or the new file, never a torn one."""
+    commit_staged(stage_write(path, data), path)
+
+
+def stage_write(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a hidden file beside ``path`` (flushed to disk); returns its path.
+
+    :func:`commit_staged` puts it in place. The part that can fail for want of space
+    happens here, so a caller can stage two files and then commit both.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -92,12 +101,26 @@ def atomic_write(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
+        discard_staged(Path(tmp_name))
+        raise
+    return Path(tmp_name)
+
+
+def commit_staged(staged: Path, path: Path) -> None:
+    """Replace ``path`` with the file :func:`stage_write` wrote (a rename: needs no space)."""
+    try:
+        os.replace(staged, path)
+    except BaseException:
+        discard_staged(staged)
         raise
     _fsync_dir(path.parent)
+
+
+def discard_staged(staged: Path) -> None:
+    """Remove a staged file that will not be committed."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(staged)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -182,13 +205,32 @@ def write_document(
     Raises:
         InvalidInputError: it does not validate (nothing is written).
     """
+    text, written = _document_bytes(data, model, schema)
+    atomic_write(path, text)
+    return written
+
+
+def stage_document(
+    path: Path, data: dict[str, Any], model: type[DocumentT], *, schema: str
+) -> tuple[Path, DocumentT]:
+    """Check ``data`` as :func:`write_document` does and stage it (see :func:`stage_write`).
+
+    Raises:
+        InvalidInputError: it does not validate (nothing is written).
+    """
+    text, written = _document_bytes(data, model, schema)
+    return stage_write(path, text), written
+
+
+def _document_bytes(
+    data: dict[str, Any], model: type[DocumentT], schema: str
+) -> tuple[bytes, DocumentT]:
     error = schema_errors(schema, data)
     if error:
         raise InvalidInputError(f"refusing to write an invalid {_DOCUMENT_NAMES[schema]}: {error}")
     written = model.model_validate(data)
     # Byte for byte what json.dumps(indent=2, ensure_ascii=False) + "\n" writes, 40x faster.
-    atomic_write(path, orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
-    return written
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE), written
 
 
 class RunStore:

@@ -11,6 +11,13 @@ Crash safety: the record is queued (``pending``) before anything is sent. If the
 process dies after the server committed but before the ledger says ``synced``, the
 next :func:`sync_pending` sends the same body with the same idempotency key, and
 the server answers with the run it already holds: still one record.
+
+The ledger and the manifest agree: neither says ``synced`` unless both do. Once the
+server holds the run, the ledger's ``synced`` record is staged (the write that needs
+disk space), then the manifest is written, then the staged record is renamed into
+place. A failure before the manifest is written (a full disk, an error) leaves both as
+they were, ``pending``/not synced, and is raised as one :class:`StorageError`; the
+backlog sends the run again and the server answers from its idempotency store.
 """
 
 from __future__ import annotations
@@ -75,8 +82,8 @@ def sync_run(
     manifest = _finished(workspace, task_id, run_id)
     record = ledger.get(idempotency_key(task_id, run_id))
     if record is None or record.state is not SyncState.SYNCED:
-        record = _send(ledger, client, manifest)
-    _mirror(workspace, manifest, record)
+        return _send(workspace, ledger, client, manifest)
+    _mirror(workspace, manifest, record)  # a ledger synced before the manifest was: repair
     return record
 
 
@@ -159,7 +166,10 @@ def _of_env(
     return run_env == env
 
 
-def _send(ledger: SyncLedger, client: RunsApiClient, manifest: RunManifest) -> SyncRecord:
+def _send(
+    workspace: Workspace, ledger: SyncLedger, client: RunsApiClient, manifest: RunManifest
+) -> SyncRecord:
+    """Send the run; the outcome is in the ledger and the manifest (both, or neither)."""
     queued = ledger.mark_pending(manifest.task_id, manifest.run_id)
     if queued.state is SyncState.SYNCED:  # another process finished it meanwhile
         return queued
@@ -170,8 +180,26 @@ def _send(ledger: SyncLedger, client: RunsApiClient, manifest: RunManifest) -> S
     try:
         result = client.import_run(manifest, on_attempt=count)
     except SyncError as exc:
-        return ledger.mark_failed(queued.key, error=exc.message)
-    return ledger.mark_synced(queued.key, cloud_run_id=result.cloud_run_id)
+        record = ledger.mark_failed(queued.key, error=exc.message)
+        _mirror(workspace, manifest, record)
+        return record
+    with ledger.staging_synced(queued.key, cloud_run_id=result.cloud_run_id) as staged:
+        try:
+            _mirror(workspace, manifest, staged.record)
+        except OrchestratorError:
+            # The manifest may have been written before the error (its audit line
+            # failed): if it says synced, the ledger must too.
+            if _manifest_sync(workspace, manifest) == staged.record:
+                staged.commit()
+            raise
+        return staged.commit()
+
+
+def _manifest_sync(workspace: Workspace, manifest: RunManifest) -> SyncRecord | None:
+    try:
+        return workspace.store.read(manifest.task_id, manifest.run_id).sync
+    except OrchestratorError:
+        return None
 
 
 def _mirror(workspace: Workspace, manifest: RunManifest, record: SyncRecord) -> None:

@@ -8,26 +8,64 @@ Safe ids cannot start with ``_``, so the folder never clashes with a task folder
 
 The ledger is the source of truth for "sent or not": a record once ``synced``
 stays synced, so a run is never sent again.
+
+:meth:`SyncLedger.staging_synced` lets the caller write the manifest's copy of a
+``synced`` record between staging the ledger's file (the write that needs space) and
+putting it in place (a rename, which does not): so a full disk or an error never leaves
+one of the two saying ``synced`` without the other.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
+from typing import Any
 
 from schemas import SyncRecord, SyncState, utc_now
 
+from ._disk import disk_errors
 from .exceptions import InvalidInputError, ManifestCorruptError
 from .redaction import Redactor, get_redactor
 from .runs_api import idempotency_key
-from .runstore import load_document, locked, safe_id, write_document
+from .runstore import (
+    commit_staged,
+    discard_staged,
+    load_document,
+    locked,
+    safe_id,
+    stage_document,
+    write_document,
+)
 
 LEDGER_DIR_NAME = "_ledger"
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 
 Change = Callable[[SyncRecord], SyncRecord]
+_WHAT = "the sync ledger"
+
+
+class StagedRecord:
+    """A ledger record written beside its file, waiting for :meth:`commit`."""
+
+    def __init__(self, record: SyncRecord, staged: Path | None, path: Path) -> None:
+        self.record = record
+        self._staged = staged
+        self._path = path
+
+    def commit(self) -> SyncRecord:
+        """Put the record in place (a rename); committing twice does nothing."""
+        if self._staged is not None:
+            with disk_errors(_WHAT, self._path):
+                commit_staged(self._staged, self._path)
+            self._staged = None
+        return self.record
+
+    def discard(self) -> None:
+        if self._staged is not None:
+            discard_staged(self._staged)
+            self._staged = None
 
 
 class SyncLedger:
@@ -97,18 +135,34 @@ class SyncLedger:
 
     def mark_synced(self, key: str, *, cloud_run_id: str) -> SyncRecord:
         """The Runs API holds the run as ``cloud_run_id``; it is never sent again."""
-        now = utc_now()
+        return self._change(key, _synced(cloud_run_id))
 
-        def synced(record: SyncRecord) -> SyncRecord:
-            return _copy(
-                record,
-                state=SyncState.SYNCED,
-                cloud_run_id=cloud_run_id,
-                last_error=None,
-                synced_at=now,
-            )
+    @contextlib.contextmanager
+    def staging_synced(self, key: str, *, cloud_run_id: str) -> Iterator[StagedRecord]:
+        """Stage the ``synced`` record of ``key`` under its lock; commit it in the block.
 
-        return self._change(key, synced)
+        The block writes whatever must agree with the ledger (the manifest) and then
+        calls :meth:`StagedRecord.commit`; a staged record not committed when the block
+        ends (it raised) is thrown away, and the ledger says what it said before. A
+        record already synced is yielded committed.
+
+        Raises:
+            StorageError: the record could not be staged (e.g. the disk is full).
+        """
+        path = self.path(key)
+        with self._locked(key):
+            current = self._require(key)
+            if current.state is SyncState.SYNCED:
+                yield StagedRecord(current, None, path)
+                return
+            data = self._data(_synced(cloud_run_id)(current))
+            with disk_errors(_WHAT, path):
+                staged_path, record = stage_document(path, data, SyncRecord, schema="sync-record")
+            staged = StagedRecord(record, staged_path, path)
+            try:
+                yield staged
+            finally:
+                staged.discard()
 
     def mark_failed(self, key: str, *, error: str) -> SyncRecord:
         """The run could not be sent this time; ``sync --pending`` will try again."""
@@ -119,23 +173,48 @@ class SyncLedger:
     def _change(self, key: str, change: Change) -> SyncRecord:
         """Apply ``change`` under the lock; a synced record is never changed again."""
         with self._locked(key):
-            current = self.get(key)
-            if current is None:
-                raise InvalidInputError(f"no sync record for key {key}; queue the run first")
+            current = self._require(key)
             if current.state is SyncState.SYNCED:
                 return current
             return self._write(change(current))
 
+    def _require(self, key: str) -> SyncRecord:
+        current = self.get(key)
+        if current is None:
+            raise InvalidInputError(f"no sync record for key {key}; queue the run first")
+        return current
+
     def _locked(self, key: str) -> contextlib.AbstractContextManager[None]:
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        with disk_errors(_WHAT, path.parent):
+            path.parent.mkdir(parents=True, exist_ok=True)
         return locked(path, timeout=self.lock_timeout)
 
-    def _write(self, record: SyncRecord) -> SyncRecord:
+    def _data(self, record: SyncRecord) -> dict[str, Any]:
         data = _copy(record, updated_at=utc_now()).model_dump(mode="json")
         if data["last_error"] is not None:
             data["last_error"] = (self._redactor or get_redactor()).redact(data["last_error"])
-        return write_document(self.path(record.key), data, SyncRecord, schema="sync-record")
+        return data
+
+    def _write(self, record: SyncRecord) -> SyncRecord:
+        path = self.path(record.key)
+        with disk_errors(_WHAT, path):
+            return write_document(path, self._data(record), SyncRecord, schema="sync-record")
+
+
+def _synced(cloud_run_id: str) -> Change:
+    now = utc_now()
+
+    def synced(record: SyncRecord) -> SyncRecord:
+        return _copy(
+            record,
+            state=SyncState.SYNCED,
+            cloud_run_id=cloud_run_id,
+            last_error=None,
+            synced_at=now,
+        )
+
+    return synced
 
 
 def _copy(record: SyncRecord, **changes: object) -> SyncRecord:

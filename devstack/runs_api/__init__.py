@@ -10,6 +10,12 @@ Endpoints (``/workspaces/...`` and ``/_faults`` need ``authorization: Bearer <to
     POST   /_faults                             replace the fault plan
     DELETE /_faults                             clear it
 
+Before any route runs (:class:`RequestGuard`): the bearer token is checked from the
+headers alone, so an unauthorised body is never read (401); an authorised body over the
+limit (``--max-body-bytes``, default 4 MiB) is answered 413 and stored nowhere. Every
+error answer has one shape, ``{"error": {"code": ..., "message": ...}}``; ``NaN`` and
+``Infinity`` are refused (422), not stored.
+
 Idempotency (:class:`RunsDatabase`): the same key with the same body gets the same
 answer again (header ``x-idempotent-replayed: true``); the same key with another body
 gets 409.
@@ -25,7 +31,9 @@ never from the command line), or as our child with :func:`spawn_server`.
 
 from ._app import REPLAYED_HEADER, create_app
 from ._database import ImportOutcome, ImportRequest, ImportSummary, RunsDatabase
+from ._errors import error_body
 from ._faults import FaultAction, FaultInjector, FaultPlan, parse_faults
+from ._guard import DEFAULT_MAX_BODY_BYTES, RequestGuard
 from ._server import (
     DEFAULT_PORT,
     DEFAULT_TOKEN_ENV,
@@ -37,6 +45,7 @@ from ._server import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_PORT",
     "DEFAULT_TOKEN_ENV",
     "READY_PATTERN",
@@ -48,8 +57,10 @@ __all__ = [
     "ImportOutcome",
     "ImportRequest",
     "ImportSummary",
+    "RequestGuard",
     "RunsDatabase",
     "create_app",
+    "error_body",
     "parse_faults",
     "serve",
     "spawn_server",

@@ -14,6 +14,7 @@ from orchestrator.exceptions import InvalidInputError
 
 from .._uvicorn import LOOPBACK
 from ._faults import parse_faults
+from ._guard import DEFAULT_MAX_BODY_BYTES
 from ._server import DEFAULT_PORT, DEFAULT_TOKEN_ENV, READY_PREFIX, serve, token_from_env
 
 
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
             host=args.host,
             faults=parse_faults(args.faults),
             access_log=not args.quiet,
+            max_body_bytes=args.max_body_bytes,
             on_ready=lambda url: print(f"{READY_PREFIX}{url}", flush=True),
         )
     except InvalidInputError as exc:
@@ -46,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", type=Path, required=True, help="SQLite file of imported runs.")
     parser.add_argument("--token-env", default=DEFAULT_TOKEN_ENV, help="Env var with the token.")
     parser.add_argument("--faults", help="Fault plan as JSON, e.g. '{\"fail_next\": 2}'.")
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help="Larger request bodies are answered 413 (default: %(default)s, 4 MiB).",
+    )
     parser.add_argument("--quiet", action="store_true", help="No access log.")
     return parser
 

@@ -1,27 +1,33 @@
-"""The reference Runs API application: routes, bearer-token auth, fault injection."""
+"""The reference Runs API application: routes, the request guard, fault injection."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
-import secrets
-import time
-from collections.abc import AsyncIterator, Callable
+import math
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from orchestrator.exceptions import InvalidInputError
 from schemas import SAFE_ID_PATTERN
 
 from ._database import ImportRequest, RunsDatabase
+from ._errors import error_response, first_error, install_error_handlers
 from ._faults import DroppedConnection, FaultAction, FaultInjector, FaultPlan
+from ._guard import DEFAULT_MAX_BODY_BYTES, RequestGuard
 
 REPLAYED_HEADER = "x-idempotent-replayed"
+IDEMPOTENCY_HEADER = "x-idempotency-key"
+MAX_KEY_LENGTH = 200
 LOGGER_NAME = "devstack.runs_api"
 logger = logging.getLogger(LOGGER_NAME)
 
@@ -44,26 +50,29 @@ api = APIRouter()
 
 
 @api.post("/workspaces/{workspace}/runs/import")
-def import_run(
+async def import_run(
     workspace: WorkspaceId,
-    body: Annotated[dict[str, Any], Body()],
+    request: Request,
     database: Database,
     faults: Faults,
-    key: Annotated[str | None, Header(alias="x-idempotency-key")] = None,
+    key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)] = None,
 ) -> Response:
     """Import one run, at most once per idempotency key."""
     action = faults.next()
     if action.delay:
-        time.sleep(action.delay)  # a sync endpoint runs in a worker thread
+        await asyncio.sleep(action.delay)
     if action.fail_status is not None:
         logger.warning("injected fault: answering HTTP %s", action.fail_status)
         return _injected_failure(action)
-    request = _parse_import(body, key)
-    assert key is not None
-    outcome = database.import_run(workspace, key, request, body)
+    checked_key = _checked_key(key)
+    body = _json_object(await request.body())
+    parsed = _parse_import(body, checked_key)
+    outcome = await run_in_threadpool(database.import_run, workspace, checked_key, parsed, body)
     if action.drop and outcome.status_code == 200:
         logger.warning("injected fault: dropping the connection after commit")
         return DroppedConnection()
+    if outcome.status_code != 200:
+        return error_response(outcome.status_code, outcome.response["message"])
     headers = {REPLAYED_HEADER: "true"} if outcome.replayed else None
     return JSONResponse(outcome.response, status_code=outcome.status_code, headers=headers)
 
@@ -114,45 +123,74 @@ def health() -> dict[str, str]:
 def _injected_failure(action: FaultAction) -> JSONResponse:
     assert action.fail_status is not None
     headers = {"retry-after": str(action.retry_after)} if action.retry_after is not None else None
-    detail = f"injected failure ({action.fail_status})"
-    return JSONResponse({"detail": detail}, status_code=action.fail_status, headers=headers)
+    message = f"injected failure ({action.fail_status})"
+    return error_response(action.fail_status, message, headers=headers)
 
 
-def _parse_import(body: dict[str, Any], key: str | None) -> ImportRequest:
-    if not key or len(key) > 200:
-        raise HTTPException(400, detail="the x-idempotency-key header is required")
+def _checked_key(key: str | None) -> str:
+    if not key:
+        raise HTTPException(400, detail=f"the {IDEMPOTENCY_HEADER} header is required")
+    if len(key) > MAX_KEY_LENGTH:
+        message = f"the {IDEMPOTENCY_HEADER} header must be at most {MAX_KEY_LENGTH} characters"
+        raise HTTPException(400, detail=message)
+    return key
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses as inf
+        raise ValueError(f"{text} is out of the range of a finite number")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number (JSON has no NaN or Infinity)")
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object; ``NaN``, ``Infinity`` and overflowing numbers refused.
+
+    Python's ``json`` takes ``NaN`` and ``Infinity`` by default; stored, they would come
+    back as ``null`` or as invalid JSON, so they are refused here instead.
+    """
+    try:
+        data = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+    except ValueError as exc:  # JSONDecodeError and our own refusals
+        raise HTTPException(422, detail=f"invalid import body: {exc}") from None
+    if not isinstance(data, dict):
+        raise HTTPException(422, detail="invalid import body: (body): must be a JSON object")
+    return data
+
+
+def _parse_import(body: dict[str, Any], key: str) -> ImportRequest:
     try:
         request = ImportRequest.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(body)"
-        raise HTTPException(422, detail=f"invalid import body: {where}: {first['msg']}") from None
+        raise HTTPException(422, detail=first_error(exc.errors(), what="import body")) from None
     if request.idempotency_key is not None and request.idempotency_key != key:
         raise HTTPException(400, detail="idempotencyKey in the body differs from the header")
     return request
 
 
-def _bearer(token: str) -> Callable[[str | None], None]:
-    def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
-        scheme, _, value = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(value.encode(), token.encode()):
-            raise HTTPException(
-                401,
-                detail="missing or invalid bearer token",
-                headers={"www-authenticate": "Bearer"},
-            )
-
-    return require_token
-
-
-def create_app(db_path: Path, token: str, *, faults: FaultPlan | None = None) -> FastAPI:
+def create_app(
+    db_path: Path,
+    token: str,
+    *,
+    faults: FaultPlan | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> FastAPI:
     """The Runs API application; the database opens when the app starts.
 
+    Every path but ``/health`` goes through :class:`RequestGuard` (token, then body
+    limit) before any route or body parser runs.
+
     Raises:
-        InvalidInputError: The token is empty.
+        InvalidInputError: The token is empty, or ``max_body_bytes`` is below 1.
     """
     if not token:
         raise InvalidInputError("the Runs API server needs a non-empty token")
+    if max_body_bytes < 1:
+        raise InvalidInputError(f"the body limit must be at least 1 byte, not {max_body_bytes}")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -165,5 +203,7 @@ def create_app(db_path: Path, token: str, *, faults: FaultPlan | None = None) ->
     app = FastAPI(title="Codex Cloud Runs API (reference)", version="1", lifespan=lifespan)
     app.state.faults = FaultInjector(faults)
     app.add_api_route("/health", health, methods=["GET"])
-    app.include_router(api, dependencies=[Depends(_bearer(token))])
+    app.include_router(api)
+    install_error_handlers(app)
+    app.add_middleware(RequestGuard, token=token, max_body_bytes=max_body_bytes)
     return app

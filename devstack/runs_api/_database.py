@@ -40,14 +40,19 @@ CREATE INDEX IF NOT EXISTS runs_workspace_created ON runs (workspace, created_at
 
 
 class ImportSummary(BaseModel):
-    """The summary part of an import body; other fields are kept as sent."""
+    """The summary part of an import body; other fields are kept as sent.
+
+    Both clients' summaries pass: ours (with ``status`` and much more) and the seed's
+    ``RunSummary`` (``taskId``, ``runId``, ``mode``, ``plan``, ``build``, ``test``,
+    ``review``, ``timestamp``; no ``status``).
+    """
 
     model_config = ConfigDict(extra="allow")
 
     task_id: str = Field(alias="taskId", min_length=1, max_length=200)
     run_id: str = Field(alias="runId", min_length=1, max_length=200)
-    status: str = Field(min_length=1, max_length=50)
     mode: str = Field(min_length=1, max_length=50)
+    status: str | None = Field(default=None, min_length=1, max_length=50)
 
 
 class ImportRequest(BaseModel):
@@ -115,7 +120,7 @@ class RunsDatabase:
                     body_sha256,
                     summary.task_id,
                     summary.run_id,
-                    summary.model_dump_json(by_alias=True),
+                    summary.model_dump_json(by_alias=True, exclude_unset=True),
                     json.dumps(request.manifest),
                     request.bucket,
                     json.dumps(response),
@@ -160,8 +165,8 @@ def _canonical_sha256(body: dict[str, Any]) -> str:
 
 def _replay(*, stored_sha256: str, response: str, body_sha256: str) -> ImportOutcome:
     if stored_sha256 != body_sha256:
-        detail = "this idempotency key was already used with a different body"
-        return ImportOutcome(409, {"detail": detail})
+        message = "this idempotency key was already used with a different body"
+        return ImportOutcome(409, {"message": message})
     return ImportOutcome(200, json.loads(response), replayed=True)
 
 

@@ -23,6 +23,7 @@ from .._uvicorn import LOOPBACK, UvicornThread
 from .._wire import RUNS_API_READY, RUNS_API_TOKEN_ENV, ready_pattern
 from ._app import LOGGER_NAME, create_app
 from ._faults import FaultPlan
+from ._guard import DEFAULT_MAX_BODY_BYTES
 
 DEFAULT_PORT = 8765
 DEFAULT_TOKEN_ENV = RUNS_API_TOKEN_ENV
@@ -59,18 +60,21 @@ def serve(
     faults: FaultPlan | None = None,
     access_log: bool = True,
     on_ready: Callable[[str], None] | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> None:
     """Serve the Runs API until SIGINT/SIGTERM; ``on_ready(url)`` once it accepts connections.
 
-    ``port`` 0 picks a free port (the URL passed to ``on_ready`` names it).
+    ``port`` 0 picks a free port (the URL passed to ``on_ready`` names it); a request
+    body over ``max_body_bytes`` is answered 413.
 
     Raises:
-        InvalidInputError: the token is empty, or the address cannot be listened on.
+        InvalidInputError: the token is empty, the body limit is below 1, or the
+            address cannot be listened on.
     """
     get_redactor().register(token)
     install_log_redaction()
     server = UvicornThread(
-        create_app(db_path, token, faults=faults),
+        create_app(db_path, token, faults=faults, max_body_bytes=max_body_bytes),
         name="runs-api",
         host=host,
         port=port,
@@ -111,10 +115,12 @@ def spawn_server(
     token_env: str = DEFAULT_TOKEN_ENV,
     quiet: bool = True,
     ready_timeout: float = 30.0,
+    max_body_bytes: int | None = None,
 ) -> ServerProcess:
     """Start ``python -m devstack.runs_api`` as our child and wait until it listens.
 
     The token reaches the child through its environment; its output goes to ``log_path``.
+    ``max_body_bytes`` None keeps the server's default body limit.
 
     Raises:
         ProcessError: The server exited or did not listen within ``ready_timeout``.
@@ -123,6 +129,8 @@ def spawn_server(
     command += ["--db", str(db_path), "--token-env", token_env]
     if faults is not None:
         command += ["--faults", faults.model_dump_json()]
+    if max_body_bytes is not None:
+        command += ["--max-body-bytes", str(max_body_bytes)]
     if quiet:
         command.append("--quiet")
     return ServerProcess.start(

@@ -49,6 +49,9 @@ def serve(
         typer.Option(help='Fault plan as JSON, e.g. \'{"fail_next": 2, "fail_status": 429}\'.'),
     ] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
+    max_body_bytes: Annotated[
+        int, typer.Option(help="Larger request bodies are answered 413 (4 MiB).", min=1)
+    ] = 4 * 1024 * 1024,
 ) -> None:
     """Serve the reference Runs API until Ctrl-C or SIGTERM. The token is read from TOKEN_ENV."""
     from devstack import runs_api  # the dev stack: imported only by this command
@@ -63,6 +66,7 @@ def serve(
         host=host,
         faults=plan,
         access_log=access_log,
+        max_body_bytes=max_body_bytes,
         on_ready=lambda url: console.print(f"Runs API listening on {url} (database {db_path})"),
     )
 

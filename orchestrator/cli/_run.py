@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -119,7 +120,7 @@ def run_pipeline(**parameters: Any) -> str:
     async def flow_state() -> State[Any]:
         return await pipeline(**parameters, return_state=True)
 
-    with _ephemeral_margin(), heartbeat_settings():  # a killed run ends Crashed
+    with _ephemeral_margin(), heartbeat_settings(), _our_errors_without_tracebacks():
         state = asyncio.run(flow_state())
     if state.is_cancelled() and isinstance(data := state.result(raise_on_failure=False), dict):
         return str(data["run_id"])  # a rejected run: its summary rides on the named state
@@ -128,6 +129,46 @@ def run_pipeline(**parameters: Any) -> str:
     except RunFailedError as exc:
         return exc.run_id
     return str(summary["run_id"])
+
+
+def _our_error(record: logging.LogRecord) -> bool:
+    """Whether the record carries one of our errors: as ``exc_info``, or as the traceback
+    text the redacting log-record factory put in ``exc_text`` (its last line names it)."""
+    if record.exc_info and record.exc_info[1] is not None:
+        return isinstance(record.exc_info[1], OrchestratorError)
+    last = (record.exc_text or "").rstrip().rpartition("\n")[2]
+    return last.startswith(f"{OrchestratorError.__module__}.")
+
+
+@contextlib.contextmanager
+def _our_errors_without_tracebacks() -> Iterator[None]:
+    """Prefect's console handler prints our own errors without their tracebacks.
+
+    Prefect logs every failed task and flow run with its traceback. Ours carry their
+    cause in their message (a full disk, a failed git command), so on the console the
+    message is enough; anything else (a bug) keeps its traceback, and the Prefect API's
+    log handler (the UI) keeps every one. The class is patched, not its instances:
+    Prefect may build its handlers again while the flow starts.
+    """
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    original = PrefectConsoleHandler.format
+
+    def format_plainly(self: logging.Handler, record: logging.LogRecord) -> str:
+        if not _our_error(record):
+            return original(self, record)
+        saved = record.exc_info, record.exc_text
+        record.exc_info, record.exc_text = None, None
+        try:
+            return original(self, record)
+        finally:
+            record.exc_info, record.exc_text = saved
+
+    PrefectConsoleHandler.format = format_plainly  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        PrefectConsoleHandler.format = original  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ def _crash(*args: object, **kwargs: object) -> None:
 
 
 def main(task_id: str, run_id: str) -> int:
-    SyncLedger.mark_synced = _crash  # type: ignore[method-assign]  # the write after the commit
+    SyncLedger.staging_synced = _crash  # type: ignore[method-assign]  # the writes after the commit
     workspace = Workspace.open()
     with client_from_settings(load_cloud_settings(), audit=workspace.audit) as client:
         sync_run(workspace, client, task_id, run_id)

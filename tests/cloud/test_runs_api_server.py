@@ -73,7 +73,8 @@ def test_same_key_with_another_body_is_a_conflict(
     assert _import(cloud, cloud_workspace_id, body).status_code == 200
     changed = {**body, "bucket": "other"}
     conflict = _import(cloud, cloud_workspace_id, changed)
-    assert conflict.status_code == 409 and "different body" in conflict.json()["detail"]
+    assert conflict.status_code == 409
+    assert conflict.json()["error"]["message"].endswith("with a different body")
     assert len(cloud.runs(cloud_workspace_id)) == 1
 
 
