@@ -119,15 +119,22 @@ class TurnBuilder:
 def summarize_commands(
     events: list[CodexEvent], approvals: list[ApprovalRecord] | None = None
 ) -> list[CommandRecord]:
-    """One record per command: exit code and status from its end event; denied ones too."""
+    """One record per command: exit code and status from its end event; denied ones too.
+
+    A denied command is recorded once, from its approval (with the person's reason),
+    also where the backend announced it as an item before asking (app-server).
+    """
+    denied = [record for record in approvals or [] if _is_denied_exec(record)]
+    declined = {record.request.call_id for record in denied if record.request.call_id}
     ended = {e.call_id: e for e in events if isinstance(e, ExecCommandEnd)}
     records: list[CommandRecord] = []
     for event in events:
         if isinstance(event, ExecCommandBegin):
             end = ended.pop(event.call_id, None)
-            records.append(_command_record(event, end))
-    records += [_command_record(end, end) for end in ended.values()]
-    records += [_denied(record) for record in approvals or [] if _is_denied_exec(record)]
+            if event.call_id not in declined:
+                records.append(_command_record(event, end))
+    records += [_command_record(end, end) for end in ended.values() if end.call_id not in declined]
+    records += [_denied(record) for record in denied]
     return records
 
 

@@ -16,6 +16,7 @@ from .approval import Approval, ApprovalDecision, Channel, Decision, Gate
 from .audit import AuditEvent
 from .codex import (
     REPLAY_MODEL,
+    AgentBackend,
     ApprovalPolicyName,
     CodexServerConfig,
     ModelCatalogEntry,
@@ -92,6 +93,7 @@ __all__ = [
     "REPLAY_MODEL",
     "SAFE_ID_PATTERN",
     "SEMVER_PATTERN",
+    "AgentBackend",
     "AgentRole",
     "AgentStep",
     "Approval",
