@@ -24,6 +24,7 @@ from agents.backend import new_session
 from devstack.replay import ReplayProcess, ReplayServer, replay_config
 from orchestrator.exceptions import AgentServerError, AgentTimeoutError, InvalidInputError
 from schemas import AgentBackend, CodexServerConfig, CommandPolicy, ModelCatalogEntry
+from tests.helpers.canary import scan_cmdlines_for
 
 from .conftest import (
     TEST_FIXTURES,
@@ -154,6 +155,35 @@ async def test_a_person_who_never_decides_is_a_denial_and_the_turn_goes_on(
     [command] = turn.commands
     assert (command.status, command.reason) == ("denied", "no decision within 0.5s: denied")
     assert turn.text == "asked to write the marker"
+
+
+@pytest.mark.parametrize("approved", [False, True])
+async def test_a_patch_outside_the_workspace_goes_to_the_approver_with_its_paths(
+    codex_config: CodexServerConfig, git_repo: Path, approved: bool
+) -> None:
+    outside = git_repo.parent / "outside-patch.txt"
+    asked: list[ApprovalRequest] = []
+
+    async def person(request: ApprovalRequest) -> ApprovalAnswer:
+        asked.append(request)
+        return ApprovalAnswer(approved=approved, reason="checked by alice")
+
+    approver = PolicyApprover(
+        CommandPolicy.PATCHES_IN_WORKSPACE, workspace=git_repo, escalate=person
+    )
+    async with new_session(codex_config, approver=approver) as session:
+        turn = await session.start(prompt("patch-outside"), cwd=git_repo)
+
+    [request] = asked
+    assert request.kind == "patch"
+    assert request.files == [str(outside)]
+    assert [(a.answer.approved, a.answer.reason) for a in turn.approvals] == [
+        (approved, "checked by alice")
+    ]
+    assert outside.exists() is approved
+    if approved:
+        assert outside.read_text() == "written by a patch\n"
+    assert turn.text == "tried the patch outside"
 
 
 async def test_the_deny_policy_refuses_even_inside_the_workspace(
@@ -328,10 +358,12 @@ async def test_credentials_reach_codex_from_the_env_mapping_only(
         environ = process_environment(session.pid)
         config_text = read_text(session.codex_home / "config.toml")
         turn = await session.start(prompt("hello"), cwd=git_repo)
+        on_command_lines = scan_cmdlines_for(key)
 
     assert f"OPENAI_API_KEY={key}".encode() in environ
     assert not any(entry.startswith(b"AMBIENT_SECRET=") for entry in environ)
     assert key not in config_text
+    assert on_command_lines == []
     assert 'env_key = "OPENAI_API_KEY"' in config_text
     assert turn.text == "said hello"
 
