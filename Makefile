@@ -37,8 +37,9 @@ system-bwrap:
 system-chromium:
 	@scripts/ensure-debian-package chromium chromium
 
+# `make demo BACKEND=app-server` runs the agents on codex app-server instead of mcp-server.
 demo: setup
-	$(BIN)/orchestrator demo
+	$(BIN)/orchestrator demo $(if $(BACKEND),--backend $(BACKEND))
 
 test: setup system-chromium node-tools
 	$(BIN)/orchestrator spec-guard

@@ -1,9 +1,13 @@
-"""The MCP side: a Codex session client, the four agent roles, and approvals.
+"""The agent layer: two codex backends, the four agent roles, and approvals.
 
-- :class:`CodexSession` runs ``codex mcp-server`` over stdio (official ``mcp`` SDK) and
-  turns each call into a :class:`Turn` built from its typed ``codex/event`` stream; its
-  streams come from a :class:`StreamFactory` (default: spawn codex; tests: in memory).
-- :class:`AgentSession` is the interface the roles and steps take.
+- :class:`AgentSession` is the interface the roles and steps take; :func:`new_session`
+  makes the session of the backend the settings name (``CodexServerConfig.backend``).
+- :class:`CodexSession` (``mcp``) runs ``codex mcp-server`` over stdio (official ``mcp``
+  SDK) and turns each call into a :class:`Turn` built from its typed ``codex/event``
+  stream; its streams come from a :class:`StreamFactory` (default: spawn codex; tests:
+  in memory).
+- :class:`AppServerSession` (``app-server``) runs ``codex app-server`` (JSON-RPC over
+  stdio, the SDK's generated models) and gives the same :class:`Turn`.
 - :func:`run_planner`, :func:`run_builder`, :func:`run_tester`, :func:`run_reviewer`
   are the roles; each returns a :class:`RoleOutcome` with a validated output.
 - :class:`PolicyApprover` answers codex's exec/patch approval requests.
@@ -23,7 +27,8 @@ from .approvals import (
     DenyAllApprover,
     PolicyApprover,
 )
-from .backend import AgentSession
+from .appserver import AppServerSession
+from .backend import AgentSession, BackendSession, new_session
 from .events import (
     AgentMessage,
     ApprovalRequested,
@@ -60,12 +65,14 @@ from .turns import Turn
 __all__ = [
     "AgentMessage",
     "AgentSession",
+    "AppServerSession",
     "ApprovalAnswer",
     "ApprovalKind",
     "ApprovalRecord",
     "ApprovalRequest",
     "ApprovalRequested",
     "Approver",
+    "BackendSession",
     "CodexEvent",
     "CodexLaunch",
     "CodexSession",
@@ -92,6 +99,7 @@ __all__ = [
     "WarningEvent",
     "build_test_report",
     "find_marker",
+    "new_session",
     "parse_event",
     "render_marker",
     "run_builder",

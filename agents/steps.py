@@ -91,6 +91,19 @@ def _redo_context(step: AgentStep) -> str:
     return REDO_NOTE if step.attempt > 1 else ""
 
 
+def _backend(step_id: str, session: AgentSession, also: Mutation | None = None) -> Mutation:
+    """Record on the step which backend and codex version its attempt runs on."""
+
+    def record(m: RunManifest) -> None:
+        step = m.step(step_id)
+        assert step is not None, step_id
+        step.backend, step.codex_version = session.backend, session.codex_version
+        if also is not None:
+            also(m)
+
+    return record
+
+
 def _outcome(
     outcome: RoleOutcome[object],
     session: AgentSession,
@@ -131,7 +144,9 @@ async def plan_step(
         return Plan.model_validate_json(handle.read_artifact(done))
     manifest = handle.read()
     spec = manifest.task.spec
-    step = begin_step(handle, PhaseName.PLAN, PLAN_STEP, AgentRole.PLANNER)
+    step = begin_step(
+        handle, PhaseName.PLAN, PLAN_STEP, AgentRole.PLANNER, also=_backend(PLAN_STEP, session)
+    )
     try:
         if spec.subtasks:
             plan = Plan(
@@ -220,7 +235,13 @@ async def build_step(
         manifest.task.base_commit,
     )
     running = _subtask_marker(subtask_id, StepStatus.RUNNING, worktree=worktree, count_call=True)
-    step = begin_step(handle, PhaseName.BUILD, step_id, AgentRole.BUILDER, also=running)
+    step = begin_step(
+        handle,
+        PhaseName.BUILD,
+        step_id,
+        AgentRole.BUILDER,
+        also=_backend(step_id, session, running),
+    )
     try:
         codemods = apply_codemods(handle.workspace.settings, record.codemods, worktree, subtask_id)
         role = await run_builder(
@@ -362,7 +383,9 @@ async def test_step(
         return TestReport.model_validate_json(handle.read_artifact(done))
     worktree = result_worktree(handle)
     manifest = handle.read()
-    step = begin_step(handle, PhaseName.TEST, TEST_STEP, AgentRole.TESTER)
+    step = begin_step(
+        handle, PhaseName.TEST, TEST_STEP, AgentRole.TESTER, also=_backend(TEST_STEP, session)
+    )
     try:
         role = await run_tester(
             session,
@@ -411,7 +434,13 @@ async def review_step(
     test_report = TestReport.model_validate_json(handle.read_artifact(test_record))
     worktree = result_worktree(handle)
     change = diff(worktree.path, manifest.task.base_commit, manifest.result.commit)
-    step = begin_step(handle, PhaseName.REVIEW, REVIEW_STEP, AgentRole.REVIEWER)
+    step = begin_step(
+        handle,
+        PhaseName.REVIEW,
+        REVIEW_STEP,
+        AgentRole.REVIEWER,
+        also=_backend(REVIEW_STEP, session),
+    )
     try:
         role = await run_reviewer(
             session,

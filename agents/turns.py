@@ -139,20 +139,31 @@ def summarize_commands(
     events: list[CodexEvent], approvals: list[ApprovalRecord] | None = None
 ) -> list[CommandRecord]:
     """One record per command: exit code and status from its end event; denied ones and
-    ones the sandbox refused too."""
+    ones the sandbox refused too.
+
+    A denied command is recorded once, from its approval (with the person's reason),
+    also where the backend announced it as an item before asking (app-server).
+    """
     escalated = {
         r.request.call_id for r in approvals or [] if r.request.kind == "exec" and r.answer.approved
     }
+    denied = [record for record in approvals or [] if _is_denied_exec(record)]
+    declined = {record.request.call_id for record in denied if record.request.call_id}
     ended = {e.call_id: e for e in events if isinstance(e, ExecCommandEnd)}
     records: list[CommandRecord] = []
     for event in events:
         if isinstance(event, ExecCommandBegin):
             end = ended.pop(event.call_id, None)
-            records.append(_command_record(event, end, sandboxed=event.call_id not in escalated))
+            if event.call_id not in declined:
+                records.append(
+                    _command_record(event, end, sandboxed=event.call_id not in escalated)
+                )
     records += [
-        _command_record(end, end, sandboxed=end.call_id not in escalated) for end in ended.values()
+        _command_record(end, end, sandboxed=end.call_id not in escalated)
+        for end in ended.values()
+        if end.call_id not in declined
     ]
-    records += [_denied(record) for record in approvals or [] if _is_denied_exec(record)]
+    records += [_denied(record) for record in denied]
     return records
 
 

@@ -9,7 +9,7 @@ its own.
 
 Each server lives in an asyncio task of its own (an MCP session must be closed by the
 task that opened it); approvals and events still run in the calling task's context
-(see :class:`agents.session.CodexSession`).
+(see :class:`agents.session.CodexSession` and :class:`agents.appserver.AppServerSession`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 
-from .session import CodexSession
+from .backend import BackendSession
 
 __all__ = ["WarmSessions"]
 
@@ -34,12 +34,12 @@ CLOSE_TIMEOUT = 15.0
 class _HostedSession:
     """One session, opened and closed by a task of its own."""
 
-    def __init__(self, make: Callable[[], CodexSession]) -> None:
-        self._opened: asyncio.Future[CodexSession] = asyncio.get_running_loop().create_future()
+    def __init__(self, make: Callable[[], BackendSession]) -> None:
+        self._opened: asyncio.Future[BackendSession] = asyncio.get_running_loop().create_future()
         self._release = asyncio.Event()
         self.task = asyncio.create_task(self._host(make), name="codex-session")
 
-    async def _host(self, make: Callable[[], CodexSession]) -> None:
+    async def _host(self, make: Callable[[], BackendSession]) -> None:
         try:
             async with make() as session:
                 self._opened.set_result(session)
@@ -53,7 +53,7 @@ class _HostedSession:
             else:
                 logger.warning("stopping a codex server failed: %s", exc)
 
-    async def session(self) -> CodexSession:
+    async def session(self) -> BackendSession:
         """The open session; raises what opening it raised."""
         return await asyncio.shield(self._opened)
 
@@ -80,7 +80,7 @@ class WarmSessions:
         make: Builds an unopened session (config, credentials, approver).
     """
 
-    def __init__(self, make: Callable[[], CodexSession]) -> None:
+    def __init__(self, make: Callable[[], BackendSession]) -> None:
         self._make = make
         self._spare: _HostedSession | None = None
         self._calls_ahead = 0
@@ -96,7 +96,7 @@ class WarmSessions:
         self._start_spare()
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[CodexSession]:
+    async def session(self) -> AsyncIterator[BackendSession]:
         """An open session for one call: the spare when there is a usable one, else a new one."""
         host = self._take()
         if self._calls_ahead > 0:

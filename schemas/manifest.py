@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from ._base import SafeId, Sha256, StrictModel, UtcDatetime
 from .approval import Approval
 from .budget import RunBudget
+from .codex import AgentBackend
 from .library import LibraryRef
 from .sync import SyncRecord
 from .task import CodemodUse, CommandPolicy, GateMode, TaskSpec
@@ -162,6 +163,14 @@ class AgentStep(StrictModel):
     role: AgentRole
     status: StepStatus = StepStatus.PENDING
     attempt: int = Field(default=0, ge=0, description="Times this step was started.")
+    backend: AgentBackend | None = Field(
+        default=None, description="The agent backend of the step's latest attempt."
+    )
+    codex_version: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The codex version the backend's server reported for that attempt.",
+    )
     thread_id: str | None = None
     task_run_id: str | None = Field(default=None, description="Prefect task run id.")
     prompt_sha256: Sha256 | None = None

@@ -9,7 +9,20 @@ from rich.markup import escape
 
 from orchestrator.exceptions import InvalidInputError, OrchestratorError
 
-from . import _approvals, _cloud, _core, _demo, _dev, _gc, _library, _run, _serve, _setup, _specs
+from . import (
+    _approvals,
+    _cloud,
+    _core,
+    _demo,
+    _dev,
+    _doctor,
+    _gc,
+    _library,
+    _run,
+    _serve,
+    _setup,
+    _specs,
+)
 from ._console import err_console
 
 app = typer.Typer(
@@ -25,6 +38,7 @@ _approvals.register(app)
 _cloud.register(app)
 _dev.register(app)
 _demo.register(app)
+_doctor.register(app)
 _serve.register(app)
 _setup.register(app)
 _specs.register(app)

@@ -29,7 +29,7 @@ from rich.table import Table
 from orchestrator.exceptions import OrchestratorError
 from orchestrator.settings import Settings
 from orchestrator.workspace import Workspace
-from schemas import RunManifest, RunStatus
+from schemas import AgentBackend, RunManifest, RunStatus
 
 from ._console import console
 from ._run import print_outcome, run_pipeline
@@ -52,6 +52,10 @@ def demo(
     state_dir: Annotated[
         Path | None, typer.Option(help="Where the demo's servers keep state (default work/demo).")
     ] = None,
+    backend: Annotated[
+        AgentBackend,
+        typer.Option(help="Agent backend: mcp (codex mcp-server) or app-server."),
+    ] = "mcp",
 ) -> None:
     """Run a sample task end to end offline (replay model, OpenBao, reference Runs API)."""
     import devstack
@@ -67,7 +71,9 @@ def demo(
         devstack.save_blocks(
             vault_address=parts.vault_address,
             role_id=parts.role_id,
-            codex=devstack.replay_codex_config(parts.replay_url),
+            codex=devstack.replay_codex_config(parts.replay_url).model_copy(
+                update={"backend": backend}
+            ),
             cloud_url=parts.cloud_url,
             api_url=api_url,
         )

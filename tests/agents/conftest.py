@@ -1,5 +1,8 @@
 """Fixtures of the agent tests: the replay provider, codex settings, temporary git repos.
 
+The tests that drive real codex take ``codex_config`` (or ``backend``): they run once per
+agent backend (``mcp`` and ``app-server``), one conformance suite for both.
+
 Every codex process a test starts talks to a replay provider on 127.0.0.1: the
 suite-wide guard in ``tests/conftest.py`` refuses to start codex with any other model
 endpoint (and drops OPENAI_API_KEY from the environment).
@@ -17,13 +20,14 @@ from pathlib import Path
 import pytest
 
 from devstack.replay import ReplayServer, replay_config
-from schemas import CodexServerConfig
+from schemas import AgentBackend, CodexServerConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO_ROOT / "examples"
 SAMPLE_FIXTURES = EXAMPLES / "replay" / "sample"
 FAILING_FIXTURES = EXAMPLES / "replay" / "sample-failing"
 TEST_FIXTURES = Path(__file__).resolve().parent / "fixtures"
+BACKENDS: list[AgentBackend] = ["mcp", "app-server"]
 GIT_IDENTITY = ["-c", "user.name=Test", "-c", "user.email=test@example.invalid"]
 
 
@@ -54,9 +58,18 @@ def replay(replay_factory: Callable[..., ReplayServer]) -> ReplayServer:
     return replay_factory()
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> AgentBackend:
+    """Each agent backend in turn: a test taking it runs on both."""
+    name: AgentBackend = request.param
+    return name
+
+
 @pytest.fixture
-def codex_config(replay: ReplayServer) -> CodexServerConfig:
-    return replay_config(replay.url, call_timeout_seconds=30, startup_timeout_seconds=15)
+def codex_config(replay: ReplayServer, backend: AgentBackend) -> CodexServerConfig:
+    return replay_config(
+        replay.url, backend=backend, call_timeout_seconds=30, startup_timeout_seconds=15
+    )
 
 
 def git(*args: str, cwd: Path) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from devstack.replay import ReplayServer
+from schemas import AgentBackend
 
 pytestmark = pytest.mark.integration
 
@@ -19,10 +20,10 @@ CHILD = """
 import anyio, sys
 from pathlib import Path
 from devstack.replay import replay_config
-from agents.session import CodexSession
+from agents.backend import new_session
 
 async def main():
-    async with CodexSession(replay_config(sys.argv[1])) as session:
+    async with new_session(replay_config(sys.argv[1], backend=sys.argv[3])) as session:
         print(session.pid, flush=True)
         marker = '<orchestrator-call role="planner" task="add-text-helpers" />'
         await session.start(marker + " Plan it.", cwd=Path(sys.argv[2]))
@@ -40,11 +41,11 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead
 
 
-def test_codex_dies_with_a_sigkilled_parent(tmp_path: Path) -> None:
+def test_codex_dies_with_a_sigkilled_parent(tmp_path: Path, backend: AgentBackend) -> None:
     fixtures = Path(__file__).resolve().parents[2] / "examples" / "replay" / "sample"
     with ReplayServer(fixtures, latency=30.0) as replay:  # the turn hangs on the model
         child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, replay.url, str(tmp_path)],
+            [sys.executable, "-c", CHILD, replay.url, str(tmp_path), backend],
             stdout=subprocess.PIPE,
             text=True,
             cwd=Path(__file__).resolve().parents[2],

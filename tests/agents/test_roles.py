@@ -9,17 +9,18 @@ import anyio
 import pytest
 
 from agents import (
-    CodexSession,
+    AgentSession,
     RoleOutcome,
     run_builder,
     run_planner,
     run_reviewer,
     run_tester,
 )
+from agents.backend import new_session
 from devstack.replay import ReplayServer, replay_config
 from orchestrator.exceptions import AgentOutputError
 from orchestrator.taskspec import load_task_spec
-from schemas import AgentRole, BuildReport, SubtaskSpec, TaskSpec, Verdict
+from schemas import AgentBackend, AgentRole, BuildReport, SubtaskSpec, TaskSpec, Verdict
 
 from .conftest import EXAMPLES, FAILING_FIXTURES, SAMPLE_FIXTURES, TEST_FIXTURES, git
 
@@ -40,7 +41,7 @@ def spec(task_id: str, **fields: object) -> TaskSpec:
 
 
 async def build_all(
-    session: CodexSession, spec: TaskSpec, subtasks: list[SubtaskSpec], repo: Path
+    session: AgentSession, spec: TaskSpec, subtasks: list[SubtaskSpec], repo: Path
 ) -> dict[str, RoleOutcome[BuildReport]]:
     """One builder per subtask, concurrently, each in its own worktree and branch."""
     outcomes: dict[str, RoleOutcome[BuildReport]] = {}
@@ -68,6 +69,7 @@ async def build_all(
     ],
 )
 async def test_a_sample_task_runs_through_all_four_roles(
+    backend: AgentBackend,
     replay_factory: Callable[..., ReplayServer],
     sample_repo: Path,
     task_name: str,
@@ -78,7 +80,7 @@ async def test_a_sample_task_runs_through_all_four_roles(
 ) -> None:
     server = replay_factory(fixtures)
     spec = task(task_name)
-    async with CodexSession(replay_config(server.url)) as session:
+    async with new_session(replay_config(server.url, backend=backend)) as session:
         plan = await run_planner(session, spec, repo=sample_repo, context=REDO)
         subtasks = spec.subtasks or plan.output.subtasks
         builds = await build_all(session, spec, subtasks, sample_repo)
@@ -113,12 +115,12 @@ async def test_a_sample_task_runs_through_all_four_roles(
 
 
 async def test_the_merged_package_exports_every_helper(
-    replay_factory: Callable[..., ReplayServer], sample_repo: Path
+    backend: AgentBackend, replay_factory: Callable[..., ReplayServer], sample_repo: Path
 ) -> None:
     server = replay_factory(SAMPLE_FIXTURES)
     spec = task("add-word-stats")
     assert spec.subtasks is not None
-    async with CodexSession(replay_config(server.url)) as session:
+    async with new_session(replay_config(server.url, backend=backend)) as session:
         await build_all(session, spec, spec.subtasks, sample_repo)
     first, second = (f"subtask/{s.id}" for s in spec.subtasks)
     # A 3-way merge of the two branches (base: main); git fails on any conflict.
@@ -129,10 +131,10 @@ async def test_the_merged_package_exports_every_helper(
 
 
 async def test_an_invalid_plan_gets_one_repair_on_the_same_thread(
-    replay_factory: Callable[..., ReplayServer], git_repo: Path
+    backend: AgentBackend, replay_factory: Callable[..., ReplayServer], git_repo: Path
 ) -> None:
     server = replay_factory(TEST_FIXTURES / "roles")
-    async with CodexSession(replay_config(server.url)) as session:
+    async with new_session(replay_config(server.url, backend=backend)) as session:
         outcome = await run_planner(session, spec("needs-repair"), repo=git_repo)
 
     assert outcome.repaired
@@ -147,10 +149,10 @@ async def test_an_invalid_plan_gets_one_repair_on_the_same_thread(
 
 
 async def test_a_plan_still_invalid_after_the_repair_is_an_output_error(
-    replay_factory: Callable[..., ReplayServer], git_repo: Path
+    backend: AgentBackend, replay_factory: Callable[..., ReplayServer], git_repo: Path
 ) -> None:
     server = replay_factory(TEST_FIXTURES / "roles")
-    async with CodexSession(replay_config(server.url)) as session:
+    async with new_session(replay_config(server.url, backend=backend)) as session:
         with pytest.raises(AgentOutputError) as caught:
             await run_planner(session, spec("hopeless"), repo=git_repo)
 
@@ -161,22 +163,22 @@ async def test_a_plan_still_invalid_after_the_repair_is_an_output_error(
 
 
 async def test_a_builder_reporting_another_subtask_is_asked_again(
-    replay_factory: Callable[..., ReplayServer], git_repo: Path
+    backend: AgentBackend, replay_factory: Callable[..., ReplayServer], git_repo: Path
 ) -> None:
     server = replay_factory(TEST_FIXTURES / "roles")
     subtask = SubtaskSpec(id="only", title="Do the one thing", files=["only.py"])
-    async with CodexSession(replay_config(server.url)) as session:
+    async with new_session(replay_config(server.url, backend=backend)) as session:
         outcome = await run_builder(session, spec("needs-repair"), subtask, worktree=git_repo)
     assert outcome.repaired
     assert outcome.output.subtask_id == "only"
 
 
 async def test_the_tester_reports_the_real_exit_code_not_its_claim(
-    replay_factory: Callable[..., ReplayServer], sample_repo: Path
+    backend: AgentBackend, replay_factory: Callable[..., ReplayServer], sample_repo: Path
 ) -> None:
     (sample_repo / "tests" / "test_broken.py").write_text("def test_broken():\n    assert 1 == 2\n")
     server = replay_factory(TEST_FIXTURES / "roles")
-    async with CodexSession(replay_config(server.url)) as session:
+    async with new_session(replay_config(server.url, backend=backend)) as session:
         outcome = await run_tester(session, spec("liar"), repo=sample_repo)
 
     report = outcome.output
@@ -187,10 +189,10 @@ async def test_the_tester_reports_the_real_exit_code_not_its_claim(
 
 
 async def test_a_tester_that_runs_nothing_is_asked_again_then_refused(
-    replay_factory: Callable[..., ReplayServer], sample_repo: Path
+    backend: AgentBackend, replay_factory: Callable[..., ReplayServer], sample_repo: Path
 ) -> None:
     server = replay_factory(TEST_FIXTURES / "roles")
-    async with CodexSession(replay_config(server.url)) as session:
+    async with new_session(replay_config(server.url, backend=backend)) as session:
         late = await run_tester(session, spec("late"), repo=sample_repo)
         with pytest.raises(AgentOutputError, match="was not run") as caught:
             await run_tester(session, spec("lazy"), repo=sample_repo)
@@ -201,7 +203,7 @@ async def test_a_tester_that_runs_nothing_is_asked_again_then_refused(
 
 
 async def test_roles_forward_events_to_the_subscriber(
-    replay_factory: Callable[..., ReplayServer], sample_repo: Path
+    backend: AgentBackend, replay_factory: Callable[..., ReplayServer], sample_repo: Path
 ) -> None:
     server = replay_factory(SAMPLE_FIXTURES)
     seen: list[str] = []
@@ -209,7 +211,7 @@ async def test_roles_forward_events_to_the_subscriber(
     async def on_event(event: object) -> None:
         seen.append(type(event).__name__)
 
-    async with CodexSession(replay_config(server.url)) as session:
+    async with new_session(replay_config(server.url, backend=backend)) as session:
         await run_tester(session, task("add-text-helpers"), repo=sample_repo, on_event=on_event)
     assert "ExecCommandEnd" in seen
     assert "TaskComplete" in seen

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agents import CodexSession, render_marker
+from agents import render_marker
+from agents.backend import new_session
 from orchestrator.gitops import commit_all, fresh_worktree, git_common_dir, merge_branches
 from schemas import CodexServerConfig
 
@@ -42,7 +43,7 @@ async def test_a_sandboxed_builder_writes_neither_git_hooks_nor_tmp(
     worktree = fresh_worktree(git_repo, tmp_path / "work" / "builder", "run/builder", "main")
     config_before = (common / "config").read_text()
 
-    async with CodexSession(codex_config) as session:
+    async with new_session(codex_config) as session:
         turn = await session.start(prompt("sandbox-escape"), cwd=worktree.path)
         home = session.codex_home
         assert home is not None

@@ -132,6 +132,21 @@ def test_codex_block_defaults_to_the_replay_model() -> None:
 
     assert (config.model, config.provider.name) == ("replay", "replay")
     assert (config.sandbox, config.approval_policy) == ("workspace-write", "on-request")
+    assert config.backend == "mcp"
+
+
+def test_codex_block_chooses_the_backend_and_an_environment_overrides_it() -> None:
+    block = CodexServerSettings(
+        provider_base_url="http://127.0.0.1:9/v1",
+        backend="app-server",
+        backend_by_env={"prod": "mcp"},
+    )
+    config = block.get_config()
+
+    assert config.backend == "app-server"
+    assert config.for_env("dev").backend == "app-server"
+    assert config.for_env("prod").backend == "mcp"
+    assert CodexServerSettings.from_config(config).get_config() == config
 
 
 @pytest.mark.parametrize(
@@ -142,6 +157,8 @@ def test_codex_block_defaults_to_the_replay_model() -> None:
         ({"provider_base_url": "http://x", "call_timeout_seconds": 0}, "call_timeout_seconds"),
         ({"provider_base_url": "http://x", "request_max_retries": 99}, "request_max_retries"),
         ({"provider_base_url": "http://x", "sandbox": "anything"}, "sandbox"),
+        ({"provider_base_url": "http://x", "backend": "mcp-server"}, "backend"),
+        ({"provider_base_url": "http://x", "backend_by_env": {"prod": "sdk"}}, "backend_by_env"),
     ],
 )
 def test_codex_block_refuses_bad_settings(fields: dict[str, object], message: str) -> None:
@@ -228,6 +245,8 @@ STORED_FIELDS = {
         "renew_threshold_seconds",
     ],
     CodexServerSettings: [
+        "backend",
+        "backend_by_env",
         "provider_name",
         "provider_base_url",
         "provider_wire_api",
@@ -313,7 +332,8 @@ def test_a_document_saved_by_an_earlier_version_still_loads() -> None:
     }
     config = CodexServerSettings.model_validate(saved).get_config()
     assert (config.provider.request_max_retries, config.reasoning_effort) == (2, "low")
-    assert CODEX_FIELDS.from_model(config) == saved
+    assert config.backend == "mcp"  # saved before there was a choice: runs as it did
+    assert CODEX_FIELDS.from_model(config) == {**saved, "backend": "mcp", "backend_by_env": {}}
 
 
 def test_vault_block_round_trips_the_settings_without_their_in_memory_secrets() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack.replay import replay_config
 from flows.pipeline import pipeline
 from orchestrator.literal import md_text
 from orchestrator.runstore import load_manifest
@@ -72,6 +73,27 @@ async def test_sample_task_runs_end_to_end(stack: Stack, tmp_path: Path) -> None
     assert "passed" in tests.stdout
 
 
+async def test_the_environment_picks_the_app_server_backend_end_to_end(stack: Stack) -> None:
+    """The block says ``mcp`` but ``app-server`` for the run's environment (dev): every
+    agent step runs on codex app-server 0.163.0, to the same result."""
+    from blocks import CodexServerSettings
+
+    config = replay_config(stack.replay.url, backend_by_env={"dev": "app-server"})
+    await CodexServerSettings.from_config(config).asave("default", overwrite=True)
+
+    summary = await pipeline(
+        task_file=str(stack.task("add-text-helpers.yaml")), repo=str(stack.repo)
+    )
+
+    assert summary["status"] == "succeeded", summary
+    manifest = load_manifest(stack.workspace.store.find(summary["run_id"]).manifest_path)
+    steps = [s for phase in PhaseName for s in manifest.phases.get(phase).steps]
+    assert {(s.backend, s.codex_version) for s in steps} == {("app-server", "0.163.0")}
+    assert len(steps) == 5 and all(s.tokens.total_tokens > 0 for s in steps)
+    assert result_diff(stack.repo, manifest) == EXPECTED_DIFF.read_text()
+    assert codex_servers_of(os.getpid(), b"app-server") == []
+
+
 async def test_a_run_leaves_no_codex_server_or_home_behind(stack: Stack) -> None:
     """Servers are started ahead of their calls and stopped behind them: every one of
     them, used or not, is gone when the run returns."""
@@ -86,15 +108,15 @@ async def test_a_run_leaves_no_codex_server_or_home_behind(stack: Stack) -> None
     assert set(homes.glob(f"codex-home-{os.getpid()}-*")) == before
 
 
-def codex_servers_of(pid: int) -> list[int]:
-    """Live ``codex mcp-server`` children of ``pid`` (zombies count as gone)."""
+def codex_servers_of(pid: int, subcommand: bytes = b"mcp-server") -> list[int]:
+    """Live ``codex <subcommand>`` children of ``pid`` (zombies count as gone)."""
     found = []
     for child in descendants(pid):
         try:
             command = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"mcp-server" in command and alive(child):
+        if subcommand in command and alive(child):
             found.append(child)
     return found
 
