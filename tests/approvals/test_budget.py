@@ -52,7 +52,7 @@ def test_a_raised_budget_lets_the_run_complete(gate_stack: GateStack) -> None:
     second = gate_stack.manifest(run.run_id)
     assert second.budget is not None and second.budget.limits.tokens == used + LIMIT
     assert "raised by Grace (cli) at budget-1" in second.budget.source
-    form = {"decision": "approve", "approver": "Ada", "reason": "", "channel": "ui"}
+    form = {"decision": "approve", "approver": "Ada", "reason": ""}  # as the UI sends it
     resumed = server_resume(gate_stack, waiting.flow_run_id, {**form, "tokens": 1_000_000})
     assert resumed.status.value == "ACCEPT", resumed.details
 
