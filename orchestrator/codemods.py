@@ -26,7 +26,7 @@ from schemas import CommandRecord, LibraryEntry, LibraryKind, LibraryTool
 
 from ._tool_sandbox import sandboxed
 from .exceptions import InvalidInputError, LibraryError
-from .gitops import git
+from .gitops import git, uncommitted_diff
 from .library import checked_script
 from .library_tools import tool_executable
 
@@ -95,7 +95,7 @@ def run_codemod(
     if record.exit_code != 0:  # all or nothing: a failed edit leaves no trace
         _restore(worktree)
     changed = git(worktree, "diff", "--name-only").splitlines()
-    diff = git(worktree, "diff") if changed else ""
+    diff = uncommitted_diff(worktree) if changed else ""
     return CodemodOutcome(
         entry=entry.ref, command=record, changed=changed, diff=diff, output=output
     )

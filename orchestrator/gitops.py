@@ -195,10 +195,31 @@ def branch_commit(repo: Path, branch: str) -> str | None:
     return commit or None
 
 
+# Every diff we read: no external diff program or textconv filter a repository's config
+# may name runs.
+SAFE_DIFF = ("diff", "--no-ext-diff", "--no-textconv")
+
+
 def diff(repo: Path, base: str, head: str, *, stat: bool = False) -> str:
-    # No external diff program or textconv filter a repository's config may name.
     kind = "--stat" if stat else "--patch"
-    return git(repo, "diff", "--no-ext-diff", "--no-textconv", kind, f"{base}..{head}")
+    return git(repo, *SAFE_DIFF, kind, f"{base}..{head}")
+
+
+def uncommitted_diff(worktree: Path, *paths: str) -> str:
+    """The worktree's changes against its index (of ``paths``, or all)."""
+    return git(worktree, *SAFE_DIFF, "--", *paths)
+
+
+def diff_numstat(repo: Path, base: str, head: str) -> list[tuple[int | None, int | None, str]]:
+    """(lines added, lines removed, path) per file changed in ``base..head``; None for
+    the counts of a binary file."""
+    rows = []
+    for row in git(repo, *SAFE_DIFF, "--numstat", f"{base}..{head}").splitlines():
+        added, removed, path = row.split("\t", 2)
+        rows.append(
+            (None if added == "-" else int(added), None if removed == "-" else int(removed), path)
+        )
+    return rows
 
 
 def merge_branches(worktree: Worktree, branches: list[str]) -> str:

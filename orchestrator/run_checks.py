@@ -17,7 +17,7 @@ from pathlib import Path
 from schemas import DiffBudget, SpecRule, TaskSpec
 
 from .exceptions import InvalidInputError, SpecError
-from .gitops import git
+from .gitops import diff_numstat
 from .specguard import check_specs
 
 
@@ -56,13 +56,10 @@ def over_budget(repo: Path, base: str, head: str, budget: DiffBudget | None) -> 
     """How the change ``base..head`` exceeds ``budget`` (empty when within it)."""
     if budget is None:
         return []
-    numstat = git(repo, "diff", "--no-ext-diff", "--no-textconv", "--numstat", f"{base}..{head}")
-    files, lines = 0, 0
-    for row in numstat.splitlines():
-        added, removed, _ = row.split("\t", 2)
-        files += 1
-        if added != "-":  # binary files count as files, not lines
-            lines += int(added) + int(removed)
+    changed = diff_numstat(repo, base, head)
+    files = len(changed)
+    # binary files count as files, not lines
+    lines = sum((added or 0) + (removed or 0) for added, removed, _ in changed)
     problems = []
     if budget.max_files is not None and files > budget.max_files:
         problems.append(f"{files} files changed; the budget is {budget.max_files}")

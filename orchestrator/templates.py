@@ -23,7 +23,7 @@ from schemas import CommandRecord, LibraryEntry, LibraryKind, LibraryTool
 
 from .codemods import CodemodOutcome
 from .exceptions import LibraryError
-from .gitops import git
+from .gitops import git, uncommitted_diff
 from .library import checked_script
 
 
@@ -53,7 +53,7 @@ def render_template(
     destination.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
     record = _record(command, worktree, started, exit_code=0, status="completed")
     git(worktree, "add", "--intent-to-add", "--", target)  # a new file shows in the diff
-    diff = git(worktree, "diff", "--no-ext-diff", "--", target)
+    diff = uncommitted_diff(worktree, target)
     return CodemodOutcome(entry.ref, record, changed=[target], diff=diff, output="")
 
 

@@ -198,3 +198,16 @@ def test_a_codemod_writes_nothing_outside_its_worktree_and_reaches_no_network(
     assert "write refused: [Errno 30] Read-only file system" in outcome.output
     assert "network refused:" in outcome.output
     assert git(tree, "status", "--porcelain") == ""
+
+
+def test_reading_a_codemods_diff_runs_no_program_the_repository_names(
+    sample: Path, tmp_path: Path, rename_entry: LibraryEntry
+) -> None:
+    marker = tmp_path / "external-diff-ran"
+    git(sample, "config", "diff.external", f"sh -c 'touch {marker}'")
+    tree = _worktree(sample, tmp_path, "ext")
+    outcome = run_codemod(rename_entry, library_root=PROJECT_LIBRARY, worktree=tree, args=RENAME)
+
+    assert outcome.ok, outcome.output
+    assert "+def count_words(" in outcome.diff
+    assert not marker.exists()
