@@ -28,7 +28,7 @@ from orchestrator.approvals import (
     spec_markdown,
 )
 from orchestrator.credentials import OPENAI_API_KEY
-from orchestrator.deterministic import library_of, lint_failures
+from orchestrator.deterministic import lint_failures
 from orchestrator.exceptions import (
     BudgetStoppedError,
     InvalidInputError,
@@ -36,6 +36,7 @@ from orchestrator.exceptions import (
     OrchestratorError,
     RunFailedError,
 )
+from orchestrator.library import Library
 from orchestrator.library_drafts import propose
 from orchestrator.lifecycle import (
     RunHandle,
@@ -309,7 +310,7 @@ def _propose_to_library(handle: RunHandle, origin: DraftOrigin, reason: str) -> 
     """Leave a library draft for a person; a library that cannot take one never stops
     the run from ending as it should."""
     try:
-        library = library_of(handle.workspace.settings)
+        library = Library.of(handle.workspace.settings)
         draft = propose(
             library, origin=origin, task_id=handle.task_id, run_id=handle.run_id, reason=reason
         )

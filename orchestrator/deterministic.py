@@ -63,7 +63,7 @@ def codemod_catalog(settings: Settings) -> str:
     it instead).
     """
     try:
-        library = library_of(settings)
+        library = Library.of(settings)
         entries = [
             *library.find(kind=LibraryKind.CODEMOD),
             *library.find(kind=LibraryKind.TEMPLATE),
@@ -86,12 +86,6 @@ def codemod_catalog(settings: Settings) -> str:
     )
 
 
-def library_of(settings: Settings) -> Library:
-    return Library(
-        settings.library_index_path, runs_dir=settings.runs_dir, lock_timeout=settings.lock_timeout
-    )
-
-
 def apply_codemods(
     settings: Settings, uses: Sequence[CodemodUse], worktree: Worktree, subtask_id: str
 ) -> AppliedCodemods:
@@ -103,7 +97,7 @@ def apply_codemods(
             exit code and output named; the worktree is left at the last good commit).
     """
     applied = AppliedCodemods()
-    library = library_of(settings)
+    library = Library.of(settings)
     for use in uses:
         entry = library.resolve(use.use)
         if entry.kind is LibraryKind.TEMPLATE:
@@ -139,7 +133,7 @@ def run_linters(settings: Settings, pins: Sequence[str], worktree: Worktree) -> 
     Raises:
         LibraryError: an entry is unknown, not a linter, or its tool is not installed.
     """
-    library = library_of(settings)
+    library = Library.of(settings)
     return [
         run_linter(
             library.resolve(pin),

@@ -28,6 +28,7 @@ from ._documents import first_problem, load_yaml, yaml_problem
 from ._versions import Bump, VersionRange, bump_between, parse_version
 from .exceptions import LibraryError
 from .runstore import MANIFEST_NAME, atomic_write, load_manifest, locked
+from .settings import Settings
 
 INDEX_SCHEMA = "library-index"
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -58,6 +59,15 @@ class Library:
         self.index_path = index_path
         self.runs_dir = runs_dir
         self.lock_timeout = lock_timeout
+
+    @classmethod
+    def of(cls, settings: Settings, index_path: Path | None = None) -> Library:
+        """The environment's library (``settings.library_index_path``, or ``index_path``)."""
+        return cls(
+            index_path or settings.library_index_path,
+            runs_dir=settings.runs_dir,
+            lock_timeout=settings.lock_timeout,
+        )
 
     @property
     def root(self) -> Path:

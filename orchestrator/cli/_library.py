@@ -43,12 +43,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _library(index: Path | None) -> Library:
-    settings = Settings()
-    return Library(
-        index or settings.library_index_path,
-        runs_dir=settings.runs_dir,
-        lock_timeout=settings.lock_timeout,
-    )
+    return Library.of(Settings(), index)
 
 
 @library_app.command("list")
