@@ -19,7 +19,12 @@ app-server                                event
 ``thread/tokenUsage/updated``             :class:`TokenCount` (cumulative per thread)
 ``error`` / ``warning``                   :class:`ErrorEvent` / :class:`WarningEvent`
 ``turn/completed``                        :class:`TaskComplete`
+``rawResponseItem/completed``             :class:`ToolCall` / :class:`ToolOutput`
 ========================================  ==========================================
+
+The raw response items are the one complete record of the commands the model ran:
+codex 0.163 sends no ``commandExecution`` item for most commands its sandbox refused
+(see :mod:`agents._tool_calls`), so the client opts into the experimental API for them.
 
 The approval requests carry no model in the SDK; :func:`approval_request` reads the
 few fields we use (a file change's paths come from its ``fileChange`` item).
@@ -52,12 +57,15 @@ from .events import (
     TokenCount,
     TurnDiff,
     WarningEvent,
+    tool_item_event,
 )
 
 logger = logging.getLogger(__name__)
 
 COMMAND_APPROVAL: Final = "item/commandExecution/requestApproval"
 FILE_CHANGE_APPROVAL: Final = "item/fileChange/requestApproval"
+RAW_ITEM: Final = "rawResponseItem/completed"
+"""A response item codex sent the model (experimental API: asked for at thread start)."""
 QUIET_METHODS: Final = (
     "item/agentMessage/delta",
     "item/commandExecution/outputDelta",
@@ -110,6 +118,9 @@ class EventReader:
         self, method: str, params: Mapping[str, Any], *, request_id: int | str | None
     ) -> CodexEvent | None:
         """The event of one notification; None for one we do not report."""
+        if method == RAW_ITEM:  # most are messages: read the item's type before validating
+            ids = {"thread_id": params.get("threadId"), "turn_id": params.get("turnId")}
+            return tool_item_event(params.get("item"), {"request_id": request_id, **ids})
         reader = _READERS.get(method)
         if reader is None:
             return None

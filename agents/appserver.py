@@ -170,7 +170,8 @@ class AppServerSession(OwnedSession):
         params = wire.InitializeParams(
             client_info=CLIENT_INFO,
             capabilities=wire.InitializeCapabilities(
-                opt_out_notification_methods=list(QUIET_METHODS)
+                opt_out_notification_methods=list(QUIET_METHODS),
+                experimental_api=True,  # for the raw response items: see _open_thread
             ),
         )
         timeout = self.config.startup_timeout_seconds
@@ -290,7 +291,11 @@ class AppServerSession(OwnedSession):
             if thread not in self._threads:
                 await self._resume(call, thread)
             return thread
-        result = await self._request("thread/start", _dump(thread), tool=call.tool)
+        # The raw response items name every command the model ran, also the ones the
+        # sandbox refused that have no commandExecution item (agents._tool_calls).
+        # An experimental field, so not in the SDK's ThreadStartParams.
+        body = {**_dump(thread), "experimentalRawEvents": True}
+        result = await self._request("thread/start", body, tool=call.tool)
         response = wire.ThreadStartResponse.model_validate(result)
         thread_id = response.thread.id
         self._threads.add(thread_id)

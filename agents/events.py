@@ -9,13 +9,14 @@ so unknown fields are ignored rather than refused.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import TokenUsage
+
+from ._tool_calls import TOOL_CALL, TOOL_OUTPUT, command_text, tool_fields
 
 __all__ = [
     "AgentMessage",
@@ -32,16 +33,18 @@ __all__ = [
     "TaskComplete",
     "TaskStarted",
     "TokenCount",
+    "ToolCall",
+    "ToolOutput",
     "TurnAborted",
     "TurnDiff",
     "WarningEvent",
     "command_text",
     "parse_event",
+    "tool_item_event",
 ]
 
 NOISE_TYPES = frozenset(
     {
-        "raw_response_item",
         "item_started",
         "item_completed",
         "exec_command_output_delta",
@@ -175,6 +178,25 @@ class ApprovalRequested(CodexEvent):
     reason: str | None = None
 
 
+class ToolCall(CodexEvent):
+    """The model asked for a command (its tool call, as codex sent it to the model)."""
+
+    TYPE = TOOL_CALL
+    call_id: str = ""
+    tool: str = ""
+    command: str = Field(default="", description="The command as the model wrote it.")
+    cwd: str | None = None
+
+
+class ToolOutput(CodexEvent):
+    """What codex answered a tool call with: the exit code it names and the output."""
+
+    TYPE = TOOL_OUTPUT
+    call_id: str = ""
+    exit_code: int | None = None
+    output: str = Field(default="", description="The command's output (its last 64k chars).")
+
+
 class OtherEvent(CodexEvent):
     """Any event type we do not model; only its type is kept."""
 
@@ -183,13 +205,6 @@ class EventCallback(Protocol):
     """Receives every event of a call, in the order the server sent them."""
 
     async def __call__(self, event: CodexEvent) -> None: ...
-
-
-def command_text(command: list[str]) -> str:
-    """The command as a person would type it: the script of ``bash -lc <script>``."""
-    if len(command) == 3 and command[1] in {"-c", "-lc"}:
-        return command[2]
-    return shlex.join(command)
 
 
 def parse_event(params: Mapping[str, Any]) -> CodexEvent | None:
@@ -213,7 +228,7 @@ def parse_event(params: Mapping[str, Any]) -> CodexEvent | None:
     return builder(base, msg)
 
 
-_Builder = Callable[[dict[str, Any], Mapping[str, Any]], CodexEvent]
+_Builder = Callable[[dict[str, Any], Mapping[str, Any]], CodexEvent | None]
 
 
 def _simple(cls: type[CodexEvent]) -> _Builder:
@@ -309,6 +324,22 @@ def _approval(kind: str) -> _Builder:
     return build
 
 
+def tool_item_event(item: Any, base: dict[str, Any]) -> CodexEvent | None:
+    """The :class:`ToolCall` / :class:`ToolOutput` of one response item codex sent the
+    model (both backends forward them); None for every other item."""
+    fields = tool_fields(item) if isinstance(item, Mapping) else None
+    if fields is None:
+        return None
+    model = ToolCall if fields["type"] == TOOL_CALL else ToolOutput
+    if model is ToolOutput:
+        fields["output"] = fields["output"][-MAX_OUTPUT_CHARS:]
+    return model.model_validate({**base, **fields})
+
+
+def _raw_item(base: dict[str, Any], msg: Mapping[str, Any]) -> CodexEvent | None:
+    return tool_item_event(msg.get("item"), base)
+
+
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
@@ -347,4 +378,5 @@ _BUILDERS: dict[str, _Builder] = {
     PatchApplyEnd.TYPE: _patch_end,
     "exec_approval_request": _approval("exec"),
     "apply_patch_approval_request": _approval("patch"),
+    "raw_response_item": _raw_item,
 }

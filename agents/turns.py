@@ -9,9 +9,10 @@ of this turn alone (codex counts per thread), the duration.
 A command the sandbox refused (a write outside the writable roots) is recorded with
 status :data:`SANDBOX_REFUSED` and the refusal as its reason: a failed command, not
 escalated, whose output names a read-only file system or a forbidden operation (how
-codex itself tells a sandbox denial). codex 0.147 mostly reports such a command with its
-exec events (exit 1 or 2, "Read-only file system"); on replay, about one turn in eight
-lost a command's exec events or its output, and no other event names the command.
+codex itself tells a sandbox denial). codex does not always report such a command with
+exec events, or reports it with an empty output; the model's tool call and codex's
+answer to it (:class:`ToolCall`, :class:`ToolOutput`, see :mod:`agents._tool_calls`)
+then say what ran and how it ended, so every command the model asked for is recorded.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from .events import (
     ExecCommandEnd,
     PatchApplyEnd,
     TokenCount,
+    ToolCall,
+    ToolOutput,
     TurnDiff,
 )
 
@@ -138,8 +141,9 @@ class TurnBuilder:
 def summarize_commands(
     events: list[CodexEvent], approvals: list[ApprovalRecord] | None = None
 ) -> list[CommandRecord]:
-    """One record per command: exit code and status from its end event; denied ones and
-    ones the sandbox refused too.
+    """One record per command, in the order the model asked for them: exit code and
+    status from its end event (or from codex's answer to the tool call where the command
+    has no exec events); denied ones and ones the sandbox refused too.
 
     A denied command is recorded once, from its approval (with the person's reason),
     also where the backend announced it as an item before asking (app-server).
@@ -150,16 +154,21 @@ def summarize_commands(
     denied = [record for record in approvals or [] if _is_denied_exec(record)]
     declined = {record.request.call_id for record in denied if record.request.call_id}
     ended = {e.call_id: e for e in events if isinstance(e, ExecCommandEnd)}
+    outputs = {e.call_id: e for e in events if isinstance(e, ToolOutput)}
+    reported = {e.call_id for e in events if isinstance(e, ExecCommandBegin)} | set(ended)
     records: list[CommandRecord] = []
     for event in events:
+        if not isinstance(event, ToolCall | ExecCommandBegin) or event.call_id in declined:
+            continue
+        sandboxed = event.call_id not in escalated
         if isinstance(event, ExecCommandBegin):
             end = ended.pop(event.call_id, None)
-            if event.call_id not in declined:
-                records.append(
-                    _command_record(event, end, sandboxed=event.call_id not in escalated)
-                )
+            answer = outputs.get(event.call_id)
+            records.append(_command_record(event, end, answer, sandboxed=sandboxed))
+        elif event.call_id not in reported:
+            records.append(_tool_call_record(event, outputs.get(event.call_id), sandboxed))
     records += [
-        _command_record(end, end, sandboxed=end.call_id not in escalated)
+        _command_record(end, end, outputs.get(end.call_id), sandboxed=end.call_id not in escalated)
         for end in ended.values()
         if end.call_id not in declined
     ]
@@ -176,26 +185,47 @@ def summarize_patches(events: list[CodexEvent], *, cwd: str | None = None) -> li
 
 
 def _command_record(
-    begin: ExecCommandBegin | ExecCommandEnd, end: ExecCommandEnd | None, *, sandboxed: bool
+    begin: ExecCommandBegin | ExecCommandEnd,
+    end: ExecCommandEnd | None,
+    answer: ToolOutput | None,
+    *,
+    sandboxed: bool,
 ) -> CommandRecord:
-    refusal = _sandbox_refusal(end) if sandboxed and end is not None else None
+    output = end.output if end is not None and end.output else (answer.output if answer else "")
+    exit_code = end.exit_code if end else None
+    refusal = _sandbox_refusal(exit_code, output) if sandboxed else None
     status = (end.status or "completed") if end else "incomplete"
     return CommandRecord(
         command=begin.text,
         cwd=begin.cwd,
-        exit_code=end.exit_code if end else None,
+        exit_code=exit_code,
         status=SANDBOX_REFUSED if refusal else status,
         duration_ms=end.duration_ms if end else None,
         reason=refusal,
     )
 
 
-def _sandbox_refusal(end: ExecCommandEnd) -> str | None:
+def _tool_call_record(call: ToolCall, answer: ToolOutput | None, sandboxed: bool) -> CommandRecord:
+    """A command codex sent no exec events for, from the tool call and codex's answer."""
+    exit_code = answer.exit_code if answer else None
+    refusal = _sandbox_refusal(exit_code, answer.output) if sandboxed and answer else None
+    if refusal:
+        status = SANDBOX_REFUSED
+    elif exit_code is None:
+        status = "incomplete"
+    else:
+        status = "failed" if exit_code else "completed"
+    return CommandRecord(
+        command=call.command, cwd=call.cwd, exit_code=exit_code, status=status, reason=refusal
+    )
+
+
+def _sandbox_refusal(exit_code: int | None, output: str) -> str | None:
     """``refused by the sandbox: <the output's line>`` for a failed sandboxed command whose
     output names a sandbox denial; None otherwise."""
-    if not end.exit_code:
+    if not exit_code:
         return None
-    for line in end.output.splitlines():
+    for line in output.splitlines():
         if any(denial in line.lower() for denial in _SANDBOX_DENIALS):
             return f"refused by the sandbox: {line.strip()[:_REASON_CHARS]}"
     return None

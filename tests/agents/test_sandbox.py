@@ -78,3 +78,18 @@ async def test_a_sandboxed_builder_writes_neither_git_hooks_nor_tmp(
         "exclude_tmpdir_env_var": True,
         "writable_roots": [str(private)],
     }
+
+
+async def test_a_command_the_sandbox_refused_is_recorded_with_that_outcome(
+    codex_config: CodexServerConfig, git_repo: Path
+) -> None:
+    marker = Path.home() / "marker-sandbox-refused"
+    marker.unlink(missing_ok=True)
+    async with new_session(codex_config) as session:
+        turns = [await session.start(prompt("sandbox-refused"), cwd=git_repo) for _ in range(3)]
+    assert not marker.exists()
+    for turn in turns:  # one turn in several lacks exec events on each backend
+        [command] = turn.commands
+        assert command.command.endswith("'marker-sandbox-refused').write_text('x')\"")
+        assert (command.status, command.exit_code) == ("refused-by-sandbox", 1)
+        assert command.reason is not None and "Read-only file system" in command.reason

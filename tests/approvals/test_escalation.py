@@ -38,7 +38,7 @@ def test_an_approved_command_runs_and_a_denied_one_does_not(gate_stack: GateStac
     )
     assert approved.returncode == 0, approved.stderr
 
-    refused = gate_stack.wait_for_gate(run, "command-rp-build-escalated-refused-1")
+    refused = gate_stack.wait_for_gate(run, "command-rp-build-escalated-refused-2")
     denied = gate_stack.cli_here(
         "reject", run.run_id, "--reason", "no markers outside the sandbox", "--approver", "Ops"
     )
@@ -61,7 +61,14 @@ def test_an_approved_command_runs_and_a_denied_one_does_not(gate_stack: GateStac
     allowed_step, refused_step = manifest.step("build-allowed"), manifest.step("build-refused")
     assert allowed_step is not None and refused_step is not None
     assert [(c.status, c.exit_code) for c in allowed_step.commands] == [("completed", 0)]
-    assert [(c.status, c.exit_code) for c in refused_step.commands] == [("denied", None)]
+    sandbox_refused, denied_command = refused_step.commands
+    assert (denied_command.status, denied_command.exit_code) == ("denied", None)
+    # The command it ran without asking, writing the target's main checkout: refused.
+    assert "outside-marker.txt" in sandbox_refused.command
+    assert (sandbox_refused.status, sandbox_refused.exit_code) == ("refused-by-sandbox", 1)
+    assert sandbox_refused.reason is not None
+    assert "Read-only file system" in sandbox_refused.reason
+    assert not (run.repo / "outside-marker.txt").exists()
 
     first = manifest.approval(allowed.notice.approval_id)
     second = manifest.approval(refused.notice.approval_id)
@@ -105,5 +112,8 @@ def test_under_the_dev_defaults_an_escalated_command_is_denied_without_asking(
         "no person is asked in an unattended run (env dev defaults) (an approved command "
         "would run outside the sandbox): denied"
     )
+    refused_step = manifest.step("build-refused")
+    assert refused_step is not None
+    assert [c.status for c in refused_step.commands] == ["refused-by-sandbox", "denied"]
     assert manifest.result is not None and manifest.result.branch is not None
     assert "allowed-marker.txt" not in files_on(run.repo, manifest.result.branch)

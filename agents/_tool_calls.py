@@ -1,0 +1,119 @@
+"""The model's command tool calls and their outputs, from the response items codex records.
+
+codex's exec events do not name every command the model ran: a command the sandbox
+refused sometimes has no exec events at all (codex 0.147 ``mcp-server``: about one turn
+in thirty on replay; codex 0.163 ``app-server``: no ``commandExecution`` item in most
+such turns), or an end event with an empty output. The response items that codex sends
+the model are complete: the ``function_call`` that asked for the command and the
+``function_call_output`` codex answered with (exit code and output). Both backends
+forward them (``raw_response_item`` events on MCP, ``rawResponseItem/completed``
+notifications on app-server); :func:`tool_fields` turns the command ones into
+:class:`~agents.events.ToolCall` / :class:`~agents.events.ToolOutput` fields, validated
+by the protocol models of the official SDK, and drops every other item (messages,
+reasoning). Kept apart from :mod:`agents.events` (which builds the events) so that both
+backends' readers share it without an import cycle.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Mapping
+from typing import Any, Final
+
+from openai_codex.generated import v2_all as wire
+from pydantic import ValidationError
+
+__all__ = ["COMMAND_TOOLS", "TOOL_CALL", "TOOL_OUTPUT", "command_text", "tool_fields"]
+
+TOOL_CALL: Final = "tool_call"
+TOOL_OUTPUT: Final = "tool_output"
+
+COMMAND_TOOLS: Final = frozenset({"exec_command", "shell", "shell_command"})
+"""The tools whose calls start a command (``write_stdin`` only talks to a running one)."""
+
+_EXIT_LINE = re.compile(r"^(?:Process exited with code|Exit code:) (-?\d+)\s*$", re.MULTILINE)
+_OUTPUT_MARK = "\nOutput:\n"
+
+
+def tool_fields(item: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The event fields (``type`` included) of one response item; None for an item that
+    is not about a command."""
+    kind = item.get("type")
+    try:
+        if kind == "function_call" and item.get("name") in COMMAND_TOOLS:
+            return _call(wire.FunctionCallResponseItem.model_validate(item))
+        if kind == "function_call_output":
+            return _output(wire.FunctionCallOutputResponseItem.model_validate(item))
+    except ValidationError:
+        return None
+    return None
+
+
+def command_text(command: list[str]) -> str:
+    """The command as a person would type it: the script of ``bash -lc <script>``."""
+    if len(command) == 3 and command[1] in {"-c", "-lc"}:
+        return command[2]
+    return shlex.join(command)
+
+
+def _call(item: wire.FunctionCallResponseItem) -> dict[str, Any]:
+    arguments = _arguments(item.arguments)
+    command = arguments.get("cmd", arguments.get("command", ""))
+    if isinstance(command, list):
+        command = command_text([str(part) for part in command])
+    workdir = arguments.get("workdir")
+    return {
+        "type": TOOL_CALL,
+        "call_id": item.call_id,
+        "tool": item.name,
+        "command": str(command),
+        "cwd": workdir if isinstance(workdir, str) else None,
+    }
+
+
+def _output(item: wire.FunctionCallOutputResponseItem) -> dict[str, Any]:
+    body = item.output.root
+    text = body if isinstance(body, str) else "\n".join(_texts(body))
+    exit_code, output = _exit_and_output(text)
+    return {
+        "type": TOOL_OUTPUT,
+        "call_id": item.call_id or "",
+        "exit_code": exit_code,
+        "output": output,
+    }
+
+
+def _exit_and_output(text: str) -> tuple[int | None, str]:
+    """The exit code and the command's own output of a tool output.
+
+    ``exec_command`` answers ``Process exited with code N ... Output:\\n<output>``;
+    ``shell_command`` ``Exit code: N ... Output:\\n<output>``; the older ``shell``
+    tool a JSON object with ``output`` and ``metadata.exit_code``.
+    """
+    as_json = _arguments(text)
+    metadata = as_json.get("metadata")
+    if isinstance(metadata, Mapping) and "output" in as_json:
+        code = metadata.get("exit_code")
+        return (code if isinstance(code, int) else None), str(as_json["output"])
+    header, mark, output = text.partition(_OUTPUT_MARK)
+    match = _EXIT_LINE.search(header)
+    return (int(match.group(1)) if match else None), (output if mark else text)
+
+
+def _arguments(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _texts(items: list[wire.FunctionCallOutputContentItem]) -> list[str]:
+    texts = []
+    for content in items:
+        text = getattr(content.root, "text", None)
+        if isinstance(text, str):
+            texts.append(text)
+    return texts
