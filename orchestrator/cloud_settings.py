@@ -22,6 +22,7 @@ from .audit import AuditLog
 from .exceptions import InvalidInputError
 from .redaction import Redactor
 from .runs_api import RunsApiClient
+from .settings import invalid_variables
 from .vault_settings import CLOUD_TOKEN
 
 CLOUD_ENV_PREFIX = "ORCHESTRATOR_CLOUD_"
@@ -129,9 +130,7 @@ def load_cloud_settings(*, complete: bool = True) -> CloudSettings:
     try:
         settings = CloudSettings()
     except ValidationError as exc:
-        names = ", ".join(
-            f"{CLOUD_ENV_PREFIX}{str(e['loc'][0]).upper()} ({e['msg']})" for e in exc.errors()
-        )
+        names = invalid_variables(exc, CLOUD_ENV_PREFIX)
         raise InvalidInputError(f"Runs API settings are invalid: {names}") from None
     unset = [name for name in ("url", "workspace", "token") if getattr(settings, name) is None]
     if complete and unset:

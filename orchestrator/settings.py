@@ -3,17 +3,48 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as UnparsableSetting
 
 from schemas import BudgetLimits, SafeId
+
+from .exceptions import InvalidInputError
+
+ENV_PREFIX = "ORCHESTRATOR_"
+
+
+def invalid_variables(exc: ValidationError, prefix: str) -> str:
+    """``PREFIX_NAME (what is wrong), ...`` of a settings model that did not validate; the
+    values are not shown (a setting may hold a secret)."""
+    return ", ".join(_invalid(error["loc"], error["msg"], prefix) for error in exc.errors())
+
+
+def _invalid(loc: tuple[int | str, ...], message: str, prefix: str) -> str:
+    inside = ".".join(str(part) for part in loc[1:])  # where in a JSON value
+    return f"{prefix}{str(loc[0]).upper()} ({f'{inside}: ' if inside else ''}{message})"
 
 
 class Settings(BaseSettings):
     """Where run data lands and which environment's credentials and policies apply."""
 
-    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    def __init__(self, **values: Any) -> None:
+        """Read the environment (``values`` win).
+
+        Raises:
+            InvalidInputError: A variable does not validate (named; its value not shown).
+        """
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            message = f"settings are invalid: {invalid_variables(exc, ENV_PREFIX)}"
+            raise InvalidInputError(message) from None
+        except UnparsableSetting as exc:  # a JSON field that is not JSON
+            raise InvalidInputError(f"settings are invalid: {exc}") from None
 
     home: Path = Field(
         default_factory=Path.cwd,

@@ -69,9 +69,10 @@ def run(
     cloud_block: CloudBlock = DEFAULT_BLOCK,
 ) -> None:
     """Run a task through plan, build, test and review, with progress, then a summary."""
+    settings = Settings()  # a bad ORCHESTRATOR_* setting is refused before anything else
     spec = load_task_spec(task)
     if run_id:
-        check_run_id(Workspace.open(Settings()), spec.id, run_id)
+        check_run_id(Workspace.open(settings), spec.id, run_id)
     check_target(repo.resolve() if repo else resolve_repo(spec, task), spec.target.base_branch)
     console.print(f"running task [bold]{spec.id}[/bold] (env {env}) ...")
     _run_pipeline(

@@ -200,3 +200,26 @@ def test_runs_shows_whole_run_ids_at_80_columns(cli: Cli, tmp_path: Path) -> Non
     assert max(len(line) for line in lines) <= 80
     for manifest in made:
         assert any(manifest.run_id in line for line in lines), listing.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("ORCHESTRATOR_GC_ON_FINISH", "maybe", "ORCHESTRATOR_GC_ON_FINISH (Input should be"),
+        ("ORCHESTRATOR_ENV", "../prod", "ORCHESTRATOR_ENV (String should match pattern"),
+        ("ORCHESTRATOR_BUDGETS", "{not json", 'error parsing value for field "budgets"'),
+    ],
+)
+def test_a_bad_setting_exits_2_naming_the_variable_and_changes_nothing(
+    cli: Cli, home_with_run: tuple[Path, str], variable: str, value: str, message: str
+) -> None:
+    home, _ = home_with_run
+    before = _listing(home)
+    task = EXAMPLES / "tasks" / "add-text-helpers.yaml"
+    for args in (("runs",), ("run", str(task))):
+        result = cli(*args, env={"ORCHESTRATOR_HOME": str(home), variable: value})
+        assert result.returncode == 2, result.stderr
+        assert f"error: settings are invalid: {message}" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert value not in result.stderr  # a setting's value is never shown
+    assert _listing(home) == before

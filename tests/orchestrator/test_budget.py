@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from pydantic import ValidationError
 
 from orchestrator.budget import (
     budget_markdown,
@@ -15,6 +14,7 @@ from orchestrator.budget import (
     resolve_budget,
     suggested_limits,
 )
+from orchestrator.exceptions import InvalidInputError
 from orchestrator.settings import Settings
 from schemas import (
     AgentRole,
@@ -51,7 +51,7 @@ def test_environment_defaults_come_from_one_setting(monkeypatch: pytest.MonkeyPa
 
 def test_a_bad_budget_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORCHESTRATOR_BUDGETS", '{"prod": {"tokens": 0}}')
-    with pytest.raises(ValidationError, match=r"budgets\.prod\.tokens"):
+    with pytest.raises(InvalidInputError, match=r"ORCHESTRATOR_BUDGETS \(prod\.tokens: "):
         Settings()
 
 
