@@ -75,3 +75,11 @@ def full_disk_error(what: str, path: Path, detail: str) -> StorageError | None:
         path=str(path),
         errno_name="ENOSPC",
     )
+
+
+def make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; the ones created, outermost first (to
+    remove again when what was to go in them could not be written)."""
+    missing = [f for f in (folder, *folder.parents) if not f.exists()][::-1]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from schemas import ArtifactRecord, RunManifest, check_safe_id, schema_errors, utc_now
 
-from ._disk import disk_errors
+from ._disk import disk_errors, make_folders
 from .audit import AuditLog
 from .exceptions import (
     InvalidInputError,
@@ -325,7 +325,16 @@ class RunStore:
         return ref
 
     def _stage_and_rename(self, ref: RunRef, manifest: RunManifest) -> RunManifest:
-        ref.path.parent.mkdir(parents=True, exist_ok=True)
+        made = make_folders(ref.path.parent)
+        try:
+            return self._stage_in(ref, manifest)
+        except BaseException:
+            for folder in reversed(made):  # no empty task folder is left behind
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
+
+    def _stage_in(self, ref: RunRef, manifest: RunManifest) -> RunManifest:
         staging = Path(tempfile.mkdtemp(prefix=f".{ref.run_id}.", dir=ref.path.parent))
         try:
             written = write_document(

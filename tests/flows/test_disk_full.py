@@ -49,6 +49,10 @@ def _fill(folder: Path, *, leave: int) -> None:
     (folder / "filler.bin").write_bytes(b"\0" * max(0, free - leave))
 
 
+def _is_empty_folder(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
 def _listing(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) + ("/" if p.is_dir() else "") for p in root.rglob("*"))
 
@@ -100,6 +104,8 @@ def test_a_run_on_a_full_disk_is_one_clear_error(
     result = _run(stack, prefect_api, tmpfs_home)
 
     after = _listing(tmpfs_home)
+    empty = [name for name in after if _is_empty_folder(tmpfs_home / name)]
+    assert empty == [], f"empty folders left behind: {after}"
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert "Traceback" not in output
