@@ -10,7 +10,17 @@ from __future__ import annotations
 
 import pytest
 
-from schemas import Channel, Decision, Gate, RunManifest, RunStatus, StepStatus, TokenUsage
+from orchestrator.budget import wall_seconds
+from schemas import (
+    AgentStep,
+    Channel,
+    Decision,
+    Gate,
+    RunManifest,
+    RunStatus,
+    StepStatus,
+    TokenUsage,
+)
 
 from .conftest import GateStack, PipelineRun
 from .test_cli import flow_run_state, server_resume
@@ -97,3 +107,45 @@ def test_a_run_stopped_at_its_budget_ends_rejected_with_the_budget_as_reason(
     gate = manifest.approval("budget-1")
     assert gate is not None and (gate.decision, gate.reason) == (Decision.REJECT, "too dear")
     assert flow_run_state(gate_stack, run.run_id) == ("CANCELLED", "Rejected")
+
+
+def test_a_wall_time_budget_pauses_the_run_and_the_wait_does_not_count(
+    gate_stack: GateStack,
+) -> None:
+    run = gate_stack.start("budget-wall.yaml", "budget-wall")
+    waiting = gate_stack.wait_for_gate(run, "budget-1")
+    assert waiting.notice.summary.startswith("wall_seconds budget reached: ")
+    assert waiting.notice.summary.endswith(" used of 1s")
+    paused = gate_stack.manifest(run.run_id)
+    assert paused.status is RunStatus.PAUSED
+    assert all(s.status is not StepStatus.RUNNING for p in PHASES for s in steps_of(paused, p))
+
+    form = {"decision": "approve", "approver": "Ada", "reason": "", "wall_seconds": 3600}
+    resumed = server_resume(gate_stack, waiting.flow_run_id, form)
+    assert resumed.status.value == "ACCEPT", resumed.details
+
+    assert run.wait() == 0, run.output()
+    manifest = gate_stack.manifest(run.run_id)
+    assert manifest.status is RunStatus.SUCCEEDED
+    assert manifest.budget is not None and manifest.budget.limits.wall_seconds == 3600
+    assert "raised by Ada (ui) at budget-1" in manifest.budget.source
+    # whichever call it came before: one budget gate, the run's other gates as usual
+    assert sorted(a.id for a in manifest.approvals) == ["budget-1", "handover", "plan"]
+    gate = manifest.approval("budget-1")
+    assert gate is not None and gate.decided_at is not None and manifest.finished_at
+    # the wall time `show` reports leaves out the time the run waited at budget-1
+    counted = int(wall_seconds(manifest))
+    waited = (gate.decided_at - gate.requested_at).total_seconds()
+    assert counted <= (manifest.finished_at - manifest.created_at).total_seconds() - waited
+    assert (
+        f"wall time: {counted}s (without waits for a person)"
+        in gate_stack.cli("show", run.run_id).stdout
+    )
+
+
+PHASES = ("plan", "build", "test", "review")
+
+
+def steps_of(manifest: RunManifest, phase: str) -> list[AgentStep]:
+    steps: list[AgentStep] = getattr(manifest.phases, phase).steps
+    return steps
