@@ -176,16 +176,22 @@ class GateStack:
         }
 
     def start(
-        self, task: str, name: str, *, prepare: Callable[[Path], None] | None = None
+        self,
+        task: str,
+        name: str,
+        *,
+        prepare: Callable[[Path], None] | None = None,
+        codex_block: str = "default",
     ) -> PipelineRun:
         """``orchestrator run tests/approvals/tasks/<task>`` on a fresh sample repository
-        (changed by ``prepare`` first, when given)."""
+        (changed by ``prepare`` first, when given), with the codex settings block named."""
         run_id = f"{name}-{uuid.uuid4().hex[:6]}"
         repo = prepare_sample_repo(self.base / "repos" / run_id)
         if prepare is not None:
             prepare(repo)
         command = ["run", str(TASKS / task), "--repo", str(repo)]
         command += ["--run-id", run_id, "--env", "dev", "--cloud-block", ""]
+        command += ["--codex-block", codex_block]
         return self._spawn(command, run_id, repo, self.base / "logs" / f"{run_id}.log")
 
     def resume(self, run: PipelineRun) -> PipelineRun:
