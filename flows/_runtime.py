@@ -43,7 +43,7 @@ from orchestrator.exceptions import (
 from orchestrator.lifecycle import RunHandle, begin_phase, end_phase
 from orchestrator.redaction import install_log_redaction
 from orchestrator.settings import Settings
-from orchestrator.turn_budget import call_allowance, record_interrupted, turn_cost
+from orchestrator.turn_budget import call_allowance, pricer, record_interrupted
 from orchestrator.workspace import Workspace
 from schemas import (
     ApprovalPolicy,
@@ -52,7 +52,6 @@ from schemas import (
     GateMode,
     PhaseName,
     StepStatus,
-    TokenUsage,
 )
 
 from .gates import CommandEscalation, enforce_budget
@@ -343,8 +342,9 @@ async def call_agent(
     logger = run_logger()
     while True:
         await enforce_budget(runtime.handle, runtime.budget_lock)
-        watch = TurnWatch(call_allowance(runtime.handle), price=partial(_price, runtime))
         async with runtime.session() as session:
+            price = pricer(runtime.handle, session.config.model)
+            watch = TurnWatch(call_allowance(runtime.handle), price=price)
             with watch.scope:
                 return_value = await step(
                     runtime.handle,
@@ -366,10 +366,6 @@ async def call_agent(
         logger.warning("%s: interrupted by the budget: %s", step_id, watch.reason)
     await enforce_budget(runtime.handle, runtime.budget_lock)
     return return_value
-
-
-def _price(runtime: PhaseRuntime, tokens: TokenUsage) -> float | None:
-    return turn_cost(runtime.handle, runtime.codex.model, tokens)
 
 
 def agent_task(

@@ -11,7 +11,9 @@ usage keeps counting them when the step is redone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from schemas import (
     AgentStep,
@@ -68,8 +70,9 @@ def allowance(manifest: RunManifest, daily: DailyUsage | None = None) -> Allowan
     return Allowance(tokens=tokens, cost_usd=None if cost == UNKNOWN else cost)
 
 
-def turn_cost(handle: RunHandle, model: str | None, tokens: TokenUsage) -> float | None:
-    return call_cost(load_price_table(handle.workspace.settings.prices_file), model, tokens)
+def pricer(handle: RunHandle, model: str | None) -> Callable[[TokenUsage], float | None]:
+    """The cost of tokens of ``model`` by the run's price table (read once, here)."""
+    return partial(call_cost, load_price_table(handle.workspace.settings.prices_file), model)
 
 
 def interrupted_step_id(step_id: str, attempt: int) -> str:
@@ -90,7 +93,7 @@ def record_interrupted(
     """Record the running attempt of ``step_id`` as interrupted by the budget: a failed
     step of its own with the tokens and cost it used; the step itself goes back to
     pending, to be redone. Returns the id of the interrupted attempt's record."""
-    cost = turn_cost(handle, model, tokens)
+    cost = pricer(handle, model)(tokens)
     error = f"interrupted by the budget: {reason}"
 
     def record(m: RunManifest) -> None:
