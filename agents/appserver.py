@@ -280,6 +280,12 @@ class AppServerSession(OwnedSession):
             raise AgentTimeoutError(
                 f"codex {call.tool} call did not finish within {seconds:g}s", tool=call.tool
             ) from exc
+        except anyio.get_cancelled_exc_class():
+            # A caller that stops waiting (a budget reached mid-turn) stops the turn too,
+            # as mcp-server does on the SDK's notifications/cancelled.
+            if thread_id is not None:
+                await self._interrupt(thread_id, running.turn_id)
+            raise
         finally:
             if thread_id is not None and self._running.get(thread_id) is running:
                 del self._running[thread_id]

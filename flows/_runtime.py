@@ -29,6 +29,7 @@ from prefect.runtime import flow_run, task_run
 from agents.approvals import Approver, PolicyApprover
 from agents.backend import BackendSession
 from agents.backend import new_session as new_backend_session
+from agents.budget_watch import TurnWatch
 from agents.events import CodexEvent, EventCallback, ExecCommandBegin, ExecCommandEnd, PatchApplyEnd
 from agents.warm import WarmSessions
 from blocks import CodexServerSettings, VaultCredentials
@@ -42,6 +43,7 @@ from orchestrator.exceptions import (
 from orchestrator.lifecycle import RunHandle, begin_phase, end_phase
 from orchestrator.redaction import install_log_redaction
 from orchestrator.settings import Settings
+from orchestrator.turn_budget import call_allowance, pricer, record_interrupted
 from orchestrator.workspace import Workspace
 from schemas import (
     ApprovalPolicy,
@@ -332,20 +334,38 @@ async def call_agent(
 
     The agent's progress (commands, exit codes, patches) goes to the task run's log. The
     run's budget is checked before the call and again after it, with its usage recorded:
-    a limit reached pauses at a budget gate (:func:`flows.gates.enforce_budget`).
+    a limit reached pauses at a budget gate (:func:`flows.gates.enforce_budget`). During
+    the call its token events are checked against what is left (:class:`TurnWatch`): a
+    call that reaches it is interrupted and recorded so, the gate opens, and once a
+    person raised the budget the step is done again.
     """
     logger = run_logger()
-    await enforce_budget(runtime.handle, runtime.budget_lock)
-    async with runtime.session() as session:
-        result = await step(
+    while True:
+        await enforce_budget(runtime.handle, runtime.budget_lock)
+        async with runtime.session() as session:
+            price = pricer(runtime.handle, session.config.model)
+            watch = TurnWatch(call_allowance(runtime.handle), price=price)
+            with watch.scope:
+                return_value = await step(
+                    runtime.handle,
+                    session,
+                    *args,
+                    on_event=watch.watching(event_logger(logger, step_id)),
+                    task_run_id=current_task_run_id(),
+                )
+        if not watch.interrupted:
+            break
+        assert watch.reason is not None
+        record_interrupted(
             runtime.handle,
-            session,
-            *args,
-            on_event=event_logger(logger, step_id),
-            task_run_id=current_task_run_id(),
+            step_id,
+            tokens=watch.used,
+            model=session.config.model,
+            reason=watch.reason,
         )
+        logger.warning("%s: interrupted by the budget: %s", step_id, watch.reason)
     await enforce_budget(runtime.handle, runtime.budget_lock)
-    return result
+    return return_value
 
 
 def agent_task(

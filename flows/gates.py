@@ -57,10 +57,11 @@ from orchestrator.approvals import (
 from orchestrator.budget import (
     Reached,
     budget_markdown,
+    budget_reached,
     budget_summary,
+    daily_usage,
     next_budget_gate_id,
     raise_budget,
-    reached_limits,
     suggested_limits,
 )
 from orchestrator.exceptions import BudgetStoppedError, InvalidInputError
@@ -69,6 +70,7 @@ from schemas import (
     Approval,
     ApprovalDecision,
     BudgetLimits,
+    BudgetScope,
     Channel,
     Decision,
     DecisionNotice,
@@ -323,7 +325,8 @@ class BudgetForm(ApprovalForm):
     """The form at a budget gate: approve with new limits to go on, reject to stop the run.
 
     The limits start as the gate's suggestion (one more of each reached limit on top of
-    what is used); an approval from the CLI takes the suggestion.
+    what is used); an approval from the CLI takes the suggestion. At a gate of a daily
+    limit they are the run's new daily limits.
     """
 
     tokens: int | None = Field(
@@ -335,11 +338,15 @@ class BudgetForm(ApprovalForm):
     agent_calls: int | None = Field(
         default=None, ge=1, title="Agent call limit", description="New limit of agent calls."
     )
+    wall_seconds: int | None = Field(
+        default=None, ge=1, title="Wall time limit (s)", description="New limit of wall time."
+    )
 
 
 async def enforce_budget(handle: RunHandle, lock: anyio.Lock) -> None:
-    """Before and after every agent call: while the run's usage reaches one of its
-    limits, a person decides at a budget gate (raise the limits, or stop the run).
+    """Before and after every agent call: while the run's usage (or the day's, for a daily
+    limit) reaches one of its limits, a person decides at a budget gate (raise the
+    limits, or stop the run).
 
     ``lock`` is the phase flow run's own: one pause at a time in one flow run, and a
     builder that waited behind another's gate sees the limits it raised.
@@ -348,21 +355,26 @@ async def enforce_budget(handle: RunHandle, lock: anyio.Lock) -> None:
         BudgetStoppedError: the run was stopped at the gate (rejected, or nobody decided
             in time); the manifest records it rejected with the budget as its reason.
     """
-    if not reached_limits(handle.read()):
+    store = handle.workspace.store
+    if not budget_reached(store, handle.read()):
         return
     async with lock:
-        while reached := reached_limits(manifest := handle.read()):
-            await _budget_gate(handle, manifest, reached)
+        while reached := budget_reached(store, manifest := handle.read()):
+            # One scope per gate (the run's own first): the form's limits are that scope's.
+            scope = reached[0].scope
+            await _budget_gate(handle, manifest, [r for r in reached if r.scope is scope])
 
 
 async def _budget_gate(handle: RunHandle, manifest: RunManifest, reached: list[Reached]) -> None:
     approval_id = next_budget_gate_id(manifest)
     suggested = suggested_limits(manifest, reached)
+    scope = reached[0].scope
+    daily = daily_usage(handle.workspace.store, manifest) if scope is BudgetScope.DAILY else None
     approval = await approval_gate(
         handle,
         approval_id,
         Gate.BUDGET,
-        shown=budget_markdown(handle.label, manifest, reached),
+        shown=budget_markdown(handle.label, manifest, reached, daily=daily),
         mode=GateMode.REQUIRED,
         timeout_seconds=manifest.task.spec.approvals.timeouts.budget,
         policy_source="budget",
@@ -373,9 +385,10 @@ async def _budget_gate(handle: RunHandle, manifest: RunManifest, reached: list[R
         limits = await _submitted_limits(approval_id, suggested)
         approver = f"{approval.approver} ({approval.channel}) at {approval_id}"
         handle.update(
-            lambda m: raise_budget(m, limits, approver=approver),
+            lambda m: raise_budget(m, limits, approver=approver, scope=scope),
             event="budget.raised",
             approval=approval_id,
+            scope=scope.value,
             limits=limits.model_dump(exclude_none=True),
         )
         return

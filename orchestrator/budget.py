@@ -2,79 +2,210 @@
 
 Plain functions over manifests; the budget gate itself (a pause for a person) is
 ``flows.gates.budget_gate``. Usage counts what the manifest records of its steps
-(:class:`schemas.UsageTotals`): a call is counted once its step is recorded done.
+(:class:`schemas.UsageTotals`): a call is counted once its step is recorded done. Wall
+time is the run's age without the time it waited for a person (:func:`wall_seconds`).
+Daily limits count every run of the task in its environment started the run's UTC day
+(:func:`daily_usage`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
 from schemas import (
     BudgetKind,
     BudgetLimits,
+    BudgetScope,
     RunBudget,
     RunManifest,
+    TaskBudget,
     TaskSpec,
     UsageTotals,
+    utc_now,
 )
 
+from .exceptions import ManifestError
+from .runstore import RunStore
 from .usage import cost_text
 
 BUDGET_GATE_PREFIX = "budget"
+UNKNOWN = float("inf")
+"""What an unknown amount counts as (a cost without a price): it reaches every limit."""
 
 
-def resolve_budget(spec: TaskSpec, env: str, defaults: Mapping[str, BudgetLimits]) -> RunBudget:
+def resolve_budget(spec: TaskSpec, env: str, defaults: Mapping[str, TaskBudget]) -> RunBudget:
     """The limits in force: the task's own, else the environment's default, else none."""
-    env_limits = defaults.get(env, BudgetLimits())
-    from_task = [k.value for k in BudgetKind if spec.budget.get(k) is not None]
-    from_env = [k.value for k in BudgetKind if env_limits.get(k) is not None]
-    parts = [f"env {env} sets {', '.join(from_env)}" if from_env else f"env {env}: no default"]
-    if from_task:
-        parts.append(f"task sets {', '.join(from_task)}")
-    return RunBudget(limits=spec.budget.over(env_limits), source="; ".join(parts))
+    env_budget = defaults.get(env, TaskBudget())
+    parts = [_source(f"env {env} sets", env_budget) or f"env {env}: no default"]
+    if from_task := _source("task sets", spec.budget):
+        parts.append(from_task)
+    return RunBudget(
+        limits=spec.budget.run_limits().over(env_budget.run_limits()),
+        daily=spec.budget.daily.over(env_budget.daily),
+        source="; ".join(parts),
+    )
+
+
+def _source(prefix: str, budget: TaskBudget) -> str:
+    kinds = [k.value for k in BudgetKind if budget.get(k) is not None]
+    kinds += [f"daily {k.value}" for k in BudgetKind if budget.daily.get(k) is not None]
+    return f"{prefix} {', '.join(kinds)}" if kinds else ""
 
 
 @dataclass(frozen=True)
 class Reached:
-    """One limit the run's usage has reached."""
+    """One limit the usage has reached; ``of`` says whose usage for a daily limit."""
 
     kind: BudgetKind
     limit: float
     used: float
+    scope: BudgetScope = BudgetScope.RUN
+    of: str = ""
 
     def describe(self) -> str:
-        return f"{self.kind.value} budget reached: {_amount(self.kind, self.used)} used of " + (
-            f"{_amount(self.kind, self.limit)}"
-        )
+        name = f"daily {self.kind.value}" if self.scope is BudgetScope.DAILY else self.kind.value
+        text = f"{name} budget reached: {_amount(self.kind, self.used)} used"
+        return f"{text}{f' by {self.of}' if self.of else ''} of {_amount(self.kind, self.limit)}"
 
 
-def used(usage: UsageTotals, kind: BudgetKind) -> float | None:
-    """What the run used of ``kind``; None for a cost that is unknown."""
+# -- what is used --------------------------------------------------------------------
+
+
+def wall_seconds(manifest: RunManifest, *, now: datetime | None = None) -> float:
+    """Seconds the run has been going: from its start to its end (or ``now``), without the
+    time a gate waited for a person (overlapping waits counted once).
+
+    Time between a kill and the resume counts: the manifest cannot tell it apart.
+    """
+    end = manifest.finished_at or now or utc_now()
+    start = manifest.created_at
+    spans = sorted(
+        (max(a.requested_at, start), min(a.decided_at or end, end)) for a in manifest.approvals
+    )
+    waited, covered = 0.0, start
+    for begin, finish in spans:
+        begin = max(begin, covered)
+        if finish > begin:
+            waited += (finish - begin).total_seconds()
+            covered = finish
+    return max(0.0, (end - start).total_seconds() - waited)
+
+
+def used(usage: UsageTotals, kind: BudgetKind, wall: float = 0.0) -> float:
+    """What ``usage`` (and ``wall`` seconds) amounts to in ``kind``; an unknown cost is
+    :data:`UNKNOWN`."""
     if kind is BudgetKind.TOKENS:
         return usage.tokens.total_tokens
     if kind is BudgetKind.AGENT_CALLS:
         return usage.agent_calls
-    return usage.cost_usd
+    if kind is BudgetKind.WALL_SECONDS:
+        return wall
+    return UNKNOWN if usage.cost_usd is None else usage.cost_usd
 
 
-def reached_limits(manifest: RunManifest) -> list[Reached]:
-    """The limits the run's usage has reached (used >= limit); empty when none.
+@dataclass(frozen=True)
+class DailyUsage:
+    """What the runs of one task in one environment, started on one UTC day, used."""
+
+    task_id: str
+    env: str
+    day: date
+    runs: int
+    usage: UsageTotals
+    wall_seconds: float
+
+    def describe(self) -> str:
+        runs = "1 run" if self.runs == 1 else f"{self.runs} runs"
+        return f"{runs} of {self.task_id} in {self.env} on {self.day.isoformat()} (UTC)"
+
+
+def run_day(manifest: RunManifest) -> date:
+    return manifest.created_at.astimezone(UTC).date()
+
+
+def daily_usage(
+    store: RunStore, manifest: RunManifest, *, now: datetime | None = None
+) -> DailyUsage:
+    """The usage of every run of ``manifest``'s task and environment started on its UTC
+    day, ``manifest`` itself as given (it may be newer than its file).
+
+    Manifests are replaced whole (written to a temporary file and renamed), so each one
+    read is a consistent record without taking its lock; one that cannot be read is left
+    out (``orchestrator show`` names its problem).
+    """
+    day = run_day(manifest)
+    today = [manifest, *_other_runs(store, manifest)]
+    today = [m for m in today if m.env == manifest.env and run_day(m) == day]
+    return DailyUsage(
+        task_id=manifest.task_id,
+        env=manifest.env,
+        day=day,
+        runs=len(today),
+        usage=UsageTotals.of_totals([m.usage for m in today]),
+        wall_seconds=sum(wall_seconds(m, now=now) for m in today),
+    )
+
+
+def _other_runs(store: RunStore, manifest: RunManifest) -> Iterable[RunManifest]:
+    for ref in store.list_runs():
+        if ref.task_id != manifest.task_id or ref.run_id == manifest.run_id:
+            continue
+        try:
+            yield store.read(ref.task_id, ref.run_id)
+        except ManifestError:
+            continue
+
+
+# -- what is reached -----------------------------------------------------------------
+
+
+def reached_limits(
+    manifest: RunManifest, *, daily: DailyUsage | None = None, now: datetime | None = None
+) -> list[Reached]:
+    """The limits the usage has reached (used >= limit): the run's own first, then the
+    daily ones when ``daily`` is given; empty when none.
 
     A cost limit with an unknown cost (a model without a price) counts as reached: the
     run cannot show that it stays inside it.
     """
     if manifest.budget is None:
         return []
-    reached = []
-    for kind in BudgetKind:
-        limit = manifest.budget.limits.get(kind)
-        if limit is None:
-            continue
-        amount = used(manifest.usage, kind)
-        if amount is None or amount >= limit:
-            reached.append(Reached(kind, limit, amount if amount is not None else float("inf")))
+    reached = _reached(manifest.budget.limits, manifest.usage, wall_seconds(manifest, now=now))
+    if daily is not None:
+        reached += _reached(
+            manifest.budget.daily,
+            daily.usage,
+            daily.wall_seconds,
+            scope=BudgetScope.DAILY,
+            of=daily.describe(),
+        )
     return reached
+
+
+def _reached(
+    limits: BudgetLimits,
+    usage: UsageTotals,
+    wall: float,
+    *,
+    scope: BudgetScope = BudgetScope.RUN,
+    of: str = "",
+) -> list[Reached]:
+    found = []
+    for kind in BudgetKind:
+        limit = limits.get(kind)
+        if limit is not None and (amount := used(usage, kind, wall)) >= limit:
+            found.append(Reached(kind, limit, amount, scope, of))
+    return found
+
+
+def budget_reached(store: RunStore, manifest: RunManifest) -> list[Reached]:
+    """The limits ``manifest``'s run has reached, its daily ones counted over the day's
+    runs in ``store`` (read only when the run has a daily limit)."""
+    has_daily = manifest.budget is not None and manifest.budget.daily.any
+    daily = daily_usage(store, manifest) if has_daily else None
+    return reached_limits(manifest, daily=daily)
 
 
 def next_budget_gate_id(manifest: RunManifest) -> str:
@@ -84,12 +215,13 @@ def next_budget_gate_id(manifest: RunManifest) -> str:
 
 
 def suggested_limits(manifest: RunManifest, reached: list[Reached]) -> BudgetLimits:
-    """What the gate's form offers as the new limits: one more of each reached limit on
-    top of what is used (a person may enter any other value)."""
+    """What the gate's form offers as the new limits of the reached limits' scope: one
+    more of each reached limit on top of what is used (a person may enter any other)."""
     assert manifest.budget is not None
-    limits = manifest.budget.limits.model_dump()
+    scope = reached[0].scope if reached else BudgetScope.RUN
+    limits = manifest.budget.of(scope).model_dump()
     for r in reached:
-        if r.used == float("inf"):
+        if r.used == UNKNOWN:
             continue
         raised = r.used + r.limit
         limits[r.kind.value] = (
@@ -98,11 +230,21 @@ def suggested_limits(manifest: RunManifest, reached: list[Reached]) -> BudgetLim
     return BudgetLimits.model_validate(limits)
 
 
-def raise_budget(manifest: RunManifest, limits: BudgetLimits, *, approver: str) -> None:
+def raise_budget(
+    manifest: RunManifest,
+    limits: BudgetLimits,
+    *,
+    approver: str,
+    scope: BudgetScope = BudgetScope.RUN,
+) -> None:
     """Record the new limits a person set at a budget gate (a mutation of the manifest)."""
     assert manifest.budget is not None
+    budget = manifest.budget
     manifest.budget = RunBudget(
-        limits=limits, source=f"{manifest.budget.source}; raised by {approver}"
+        limits=budget.limits if scope is BudgetScope.DAILY else limits,
+        daily=limits if scope is BudgetScope.DAILY else budget.daily,
+        source=f"{budget.source}; {'daily ' if scope is BudgetScope.DAILY else ''}"
+        f"raised by {approver}",
     )
 
 
@@ -111,40 +253,52 @@ def budget_summary(reached: list[Reached]) -> str:
     return "; ".join(r.describe() for r in reached)
 
 
-def budget_markdown(label: str, manifest: RunManifest, reached: list[Reached]) -> str:
-    """What the approver reads at a budget gate: what was reached, and the usage so far."""
-    usage = manifest.usage
+def budget_markdown(
+    label: str,
+    manifest: RunManifest,
+    reached: list[Reached],
+    *,
+    daily: DailyUsage | None = None,
+) -> str:
+    """What the approver reads at a budget gate: what was reached, and the usage so far
+    (the day's, with ``daily``: the new limits then are the daily ones)."""
+    assert manifest.budget is not None
+    scope = reached[0].scope if reached else BudgetScope.RUN
+    if scope is BudgetScope.DAILY and daily is not None:
+        usage, wall, whose = daily.usage, daily.wall_seconds, f"daily ({daily.describe()})"
+    else:
+        usage, wall, whose = manifest.usage, wall_seconds(manifest), "this run"
+    limits = manifest.budget.of(scope)
     lines = [
         f"### Budget reached: run `{label}`",
         "",
         *(f"- {r.describe()}" for r in reached),
         "",
-        "| | tokens | agent calls | cost |",
-        "|---|---|---|---|",
-        f"| used | {usage.tokens.total_tokens} | {usage.agent_calls} | "
-        f"{cost_text(usage.cost_usd)} |",
-    ]
-    if manifest.budget is not None:
-        limits = manifest.budget.limits
-        lines.append(
-            f"| limit | {_limit(limits.tokens)} | {_limit(limits.agent_calls)} | "
-            f"{_limit(limits.cost_usd, money=True)} |"
-        )
-    lines += [
+        f"Usage and limits of {whose}:",
         "",
-        "Approve with new limits above what is used to go on; reject to stop the run "
-        "(it ends rejected, with the budget as its reason).",
+        "| | tokens | agent calls | cost | wall time |",
+        "|---|---|---|---|---|",
+        f"| used | {usage.tokens.total_tokens} | {usage.agent_calls} | "
+        f"{cost_text(usage.cost_usd)} | {int(wall)}s |",
+        f"| limit | {_limit(limits.tokens)} | {_limit(limits.agent_calls)} | "
+        f"{_limit(limits.cost_usd, money=True)} | {_limit(limits.wall_seconds, unit='s')} |",
+        "",
+        f"Approve with new {'daily ' if scope is BudgetScope.DAILY else ''}limits above what "
+        "is used to go on; reject to stop the run (it ends rejected, with the budget as its "
+        "reason).",
     ]
     return "\n".join(lines) + "\n"
 
 
 def _amount(kind: BudgetKind, value: float) -> str:
-    if value == float("inf"):
+    if value == UNKNOWN:
         return "an unknown amount"
-    return cost_text(value) if kind is BudgetKind.COST_USD else str(int(value))
+    if kind is BudgetKind.COST_USD:
+        return cost_text(value)
+    return f"{int(value)}s" if kind is BudgetKind.WALL_SECONDS else str(int(value))
 
 
-def _limit(value: float | None, *, money: bool = False) -> str:
+def _limit(value: float | None, *, money: bool = False, unit: str = "") -> str:
     if value is None:
         return "none"
-    return cost_text(value) if money else str(int(value))
+    return cost_text(value) if money else f"{int(value)}{unit}"

@@ -9,7 +9,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as UnparsableSetting
 
-from schemas import BudgetLimits, SafeId
+from schemas import SafeId, TaskBudget
 
 from .exceptions import InvalidInputError
 
@@ -69,10 +69,11 @@ class Settings(BaseSettings):
         default=None,
         description="Price table of the models (default: the one shipped with the package).",
     )
-    budgets: dict[SafeId, BudgetLimits] = Field(
+    budgets: dict[SafeId, TaskBudget] = Field(
         default_factory=dict,
         description="Default budget limits per environment, as JSON, e.g. "
-        '\'{"prod": {"tokens": 2000000, "cost_usd": 20}}\'; a task\'s own limits win.',
+        '\'{"prod": {"tokens": 2000000, "wall_seconds": 3600, "daily": {"cost_usd": 50}}}\'; '
+        "a task's own limits win.",
     )
 
     @property

@@ -14,7 +14,7 @@ from ._base import (
 )
 from .approval import Approval, ApprovalDecision, Channel, Decision, Gate
 from .audit import AuditEvent
-from .budget import BudgetKind, BudgetLimits, RunBudget
+from .budget import BudgetKind, BudgetLimits, BudgetScope, RunBudget, TaskBudget
 from .codex import (
     REPLAY_MODEL,
     AgentBackend,
@@ -122,6 +122,7 @@ __all__ = [
     "AuditEvent",
     "BudgetKind",
     "BudgetLimits",
+    "BudgetScope",
     "BuildReport",
     "Channel",
     "CodemodUse",
@@ -186,6 +187,7 @@ __all__ = [
     "SyncRecord",
     "SyncState",
     "TargetRepo",
+    "TaskBudget",
     "TaskSnapshot",
     "TaskSpec",
     "TestReport",

@@ -1,4 +1,5 @@
-"""Budgets: how much a run may spend (tokens, cost, agent calls) before a person decides."""
+"""Budgets: how much a run may spend (tokens, cost, agent calls, wall time) before a person
+decides, and how much the runs of one task may spend in one UTC day."""
 
 from __future__ import annotations
 
@@ -13,6 +14,14 @@ class BudgetKind(StrEnum):
     TOKENS = "tokens"
     COST_USD = "cost_usd"
     AGENT_CALLS = "agent_calls"
+    WALL_SECONDS = "wall_seconds"
+
+
+class BudgetScope(StrEnum):
+    """What a limit counts: one run, or every run of its task and environment in a day."""
+
+    RUN = "run"
+    DAILY = "daily"
 
 
 class BudgetLimits(StrictModel):
@@ -31,6 +40,12 @@ class BudgetLimits(StrictModel):
     agent_calls: int | None = Field(
         default=None, ge=1, description="Agent calls (one per agent step attempt)."
     )
+    wall_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        description="Seconds from the run's start, without the time it waited for a person "
+        "at a gate.",
+    )
 
     def get(self, kind: BudgetKind) -> float | None:
         value: int | float | None = getattr(self, kind.value)
@@ -45,11 +60,36 @@ class BudgetLimits(StrictModel):
             }
         )
 
+    @property
+    def any(self) -> bool:
+        return any(self.get(k) is not None for k in BudgetKind)
+
+
+class TaskBudget(BudgetLimits):
+    """A task's (or an environment's default) limits: per run, and per UTC day."""
+
+    daily: BudgetLimits = Field(
+        default_factory=BudgetLimits,
+        description="Limits over every run of the task in its environment started the same "
+        "UTC day (this run included); reaching one pauses the run at a budget gate too.",
+    )
+
+    def run_limits(self) -> BudgetLimits:
+        return BudgetLimits.model_validate(self.model_dump(exclude={"daily"}))
+
 
 class RunBudget(StrictModel):
     """The limits in force for a run, and where they came from (raised at budget gates)."""
 
     limits: BudgetLimits = Field(default_factory=BudgetLimits)
+    daily: BudgetLimits = Field(
+        default_factory=BudgetLimits,
+        description="Limits over the runs of this task and environment started the run's "
+        "UTC day (the usage of all of them summed).",
+    )
     source: str = Field(
         description="Where the limits came from, e.g. 'env prod; task sets tokens'."
     )
+
+    def of(self, scope: BudgetScope) -> BudgetLimits:
+        return self.daily if scope is BudgetScope.DAILY else self.limits

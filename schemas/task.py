@@ -10,7 +10,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from ._base import SafeId, StrictModel
-from .budget import BudgetLimits
+from .budget import TaskBudget
 
 
 class GateMode(StrEnum):
@@ -191,10 +191,11 @@ class TaskSpec(StrictModel):
         description="Library linters run on the merged result in the test phase; a "
         "finding fails the phase like a failing test.",
     )
-    budget: BudgetLimits = Field(
-        default_factory=BudgetLimits,
-        description="Spending limits; reaching one pauses the run at a budget gate. Unset "
-        "limits take the environment's default (ORCHESTRATOR_BUDGETS).",
+    budget: TaskBudget = Field(
+        default_factory=TaskBudget,
+        description="Spending limits per run and per UTC day; reaching one pauses the run "
+        "at a budget gate. Unset limits take the environment's default "
+        "(ORCHESTRATOR_BUDGETS).",
     )
     nightly: bool = Field(default=False, description="Run this task in the nightly deployment.")
     labels: list[SafeId] = Field(default_factory=list)

@@ -9,6 +9,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from orchestrator.budget import daily_usage, wall_seconds
 from orchestrator.exceptions import ManifestCorruptError, OrchestratorError
 from orchestrator.runstore import RunRef, load_manifest
 from orchestrator.taskspec import load_task_spec, resolve_repo
@@ -117,8 +118,12 @@ def show(
     console.print(f"manifest: {ref.manifest_path}")
     console.print(_phase_table(manifest))
     console.print(f"usage: {usage_line(manifest.usage)}", highlight=False)
+    console.print(f"wall time: {int(wall_seconds(manifest))}s (without waits for a person)")
     if manifest.budget is not None:
         console.print(f"budget: {_limits_text(manifest)} ({manifest.budget.source})")
+        if manifest.budget.daily.any:
+            day = daily_usage(workspace.store, manifest)
+            console.print(f"today: {usage_line(day.usage)} by {day.describe()}", highlight=False)
     if manifest.approvals:
         console.print(_approval_table(manifest))
     if manifest.artifacts:
@@ -158,7 +163,10 @@ def _phase_table(manifest: RunManifest) -> Table:
 def _limits_text(manifest: RunManifest) -> str:
     assert manifest.budget is not None
     limits = manifest.budget.limits.model_dump(exclude_none=True)
-    return ", ".join(f"{name} {value}" for name, value in limits.items()) or "no limit"
+    daily = manifest.budget.daily.model_dump(exclude_none=True)
+    texts = [f"{name} {value}" for name, value in limits.items()]
+    texts += [f"daily {name} {value}" for name, value in daily.items()]
+    return ", ".join(texts) or "no limit"
 
 
 def _approval_table(manifest: RunManifest) -> Table:

@@ -176,16 +176,22 @@ class GateStack:
         }
 
     def start(
-        self, task: str, name: str, *, prepare: Callable[[Path], None] | None = None
+        self,
+        task: str,
+        name: str,
+        *,
+        prepare: Callable[[Path], None] | None = None,
+        codex_block: str = "default",
     ) -> PipelineRun:
         """``orchestrator run tests/approvals/tasks/<task>`` on a fresh sample repository
-        (changed by ``prepare`` first, when given)."""
+        (changed by ``prepare`` first, when given), with the codex settings block named."""
         run_id = f"{name}-{uuid.uuid4().hex[:6]}"
         repo = prepare_sample_repo(self.base / "repos" / run_id)
         if prepare is not None:
             prepare(repo)
         command = ["run", str(TASKS / task), "--repo", str(repo)]
         command += ["--run-id", run_id, "--env", "dev", "--cloud-block", ""]
+        command += ["--codex-block", codex_block]
         return self._spawn(command, run_id, repo, self.base / "logs" / f"{run_id}.log")
 
     def resume(self, run: PipelineRun) -> PipelineRun:
@@ -245,18 +251,37 @@ class GateStack:
             return pool.submit(in_thread).result(timeout=30)
 
     def wait_for_gate(self, run: PipelineRun, gate: str) -> WaitingGate:
-        """The gate ``run`` waits at, once it waits there (bounded)."""
+        """The gate ``run`` waits at, once it waits there with its form saved (bounded).
+
+        Prefect sets a run Paused before it saves the form's schema: a resume in between
+        is refused.
+        """
         deadline = time.monotonic() + GATE_TIMEOUT
         while time.monotonic() < deadline:
             found = [
                 w for w in self.waiting(run.run_id) if gate in (w.notice.gate, w.notice.approval_id)
             ]
-            if found:
+            if found and self._form_saved(found[0]):
                 return found[0]
             if run.process.poll() is not None:
                 raise AssertionError(f"run {run.run_id} ended before {gate}:\n{run.output()}")
             time.sleep(0.3)
         raise AssertionError(f"run {run.run_id} never waited at {gate}:\n{run.output()}")
+
+    def with_home(self, base: Path) -> GateStack:
+        """The same servers and blocks, runs in an ORCHESTRATOR_HOME of their own."""
+        return GateStack(self.server, self.replay, self.vault, base)
+
+    def kill_runs(self) -> None:
+        """Kill the runs started here that are still alive."""
+        for run in self.runs:
+            if run.process.poll() is None:
+                run.kill()
+
+    def _form_saved(self, waiting: WaitingGate) -> bool:
+        key = f"paused-{waiting.notice.approval_id}-schema"
+        url = f"{self.server.api_url}/flow_runs/{waiting.flow_run_id}/input/{key}"
+        return httpx.get(url, timeout=10).status_code == 200
 
     def manifest(self, run_id: str) -> RunManifest:
         store = Workspace.open(Settings(home=self.home)).store
@@ -288,9 +313,7 @@ def gate_stack(
     try:
         yield stack
     finally:
-        for run in stack.runs:
-            if run.process.poll() is None:
-                run.kill()
+        stack.kill_runs()
 
 
 @pytest.fixture
