@@ -29,19 +29,25 @@ $(NODE_STAMP): $(NODE_TOOLS)/package-lock.json
 	npm ci --prefix $(NODE_TOOLS) --no-audit --no-fund --loglevel=error
 	@touch $(NODE_STAMP)
 
-# Debian packages: bubblewrap is codex's sandbox; chromium drives the browser tests.
-.PHONY: system-bwrap system-chromium
+# Debian packages: bubblewrap is codex's sandbox; chromium drives the browser tests;
+# postgresql is the Prefect server's database with `make serve DATABASE=postgres` and in
+# the PostgreSQL tests (its programs are not on PATH: checked by their folder). Its
+# package also creates the system user `postgres`, which the cluster runs as under root.
+.PHONY: system-bwrap system-chromium system-postgres
 system-bwrap:
 	@scripts/ensure-debian-package bwrap bubblewrap
 
 system-chromium:
 	@scripts/ensure-debian-package chromium chromium
 
+system-postgres:
+	@scripts/ensure-debian-package '/usr/lib/postgresql/*/bin/initdb' postgresql
+
 # `make demo BACKEND=app-server` runs the agents on codex app-server instead of mcp-server.
 demo: setup
 	$(BIN)/orchestrator demo $(if $(BACKEND),--backend $(BACKEND))
 
-test: setup system-chromium node-tools
+test: setup system-chromium system-postgres node-tools
 	$(BIN)/orchestrator spec-guard
 	$(BIN)/python -m pytest
 
@@ -57,8 +63,13 @@ schemas: setup
 
 # The local dev stack (docs/deployments.md): Prefect server and UI, a worker, the dev Vault,
 # the reference Runs API and the replay model, all recorded under .serve/ and stopped by PID.
-serve: setup
-	$(BIN)/orchestrator serve
+# `make serve DATABASE=postgres` runs the Prefect server on a PostgreSQL cluster in .serve/
+# (a URL with a password goes in ORCHESTRATOR_PREFECT_DATABASE, not here); `MAX_RUNS=N`
+# sets how many flow runs the work pool runs at once (default: what the machine holds).
+DATABASE ?=
+MAX_RUNS ?=
+serve: setup $(if $(filter postgres postgresql,$(DATABASE)),system-postgres)
+	$(BIN)/orchestrator serve $(if $(DATABASE),--database '$(DATABASE)') $(if $(MAX_RUNS),--max-runs $(MAX_RUNS))
 
 stop:
 	@if test -x $(BIN)/orchestrator; then $(BIN)/orchestrator stop; else echo "no $(VENV): nothing to stop"; fi

@@ -8,6 +8,9 @@ serve``) and the tests do, and its dependencies are the ``devstack`` extra
 - :mod:`devstack.stack`: the whole local stack of ``make serve`` (:class:`DevStack`,
   :func:`stop_stack`) and its parts one by one (``start_vault``, ``start_runs_api``,
   ``start_replay``, ``start_prefect_server``, ``spawn_worker``, ``deploy``, ``save_blocks``).
+- :mod:`devstack._postgres` (through the stack): a PostgreSQL cluster for the Prefect
+  server (:func:`spawn_postgres`); :func:`parse_database` reads `--database`;
+  :func:`default_max_runs` sizes the work pool's concurrency limit to the machine.
 - :mod:`devstack.vault`: an OpenBao dev server with demo secrets (``python -m devstack.vault``).
 - :mod:`devstack.runs_api`: the reference Codex Cloud Runs API (``python -m devstack.runs_api``).
 - :mod:`devstack.replay`: the replay model provider (``python -m devstack.replay``).
@@ -18,6 +21,8 @@ ASGI server runs in one harness (:class:`UvicornThread`); foreground servers sto
 SIGINT and SIGTERM (:func:`stop_signals`).
 """
 
+from ._admission import default_max_runs
+from ._database import SQLITE, Database, parse_database, url_has_password
 from ._foreground import StopRequest, stop_signals
 from ._parts import (
     RealModel,
@@ -35,6 +40,7 @@ from ._parts import (
     start_vault,
     vault_settings,
 )
+from ._postgres import Postgres, postgres_bin, spawn_postgres
 from ._prefect import (
     BLOCK_NAME,
     CLOUD_WORKSPACE,
@@ -75,8 +81,11 @@ __all__ = [
     "PROJECT_DIR_ENV",
     "SAMPLE_REPO",
     "SAMPLE_TASK",
+    "SQLITE",
     "WORK_POOL",
+    "Database",
     "DevStack",
+    "Postgres",
     "RealModel",
     "ServerProcess",
     "ServiceRecord",
@@ -86,6 +95,7 @@ __all__ = [
     "StopRequest",
     "UvicornThread",
     "create_work_pool",
+    "default_max_runs",
     "deploy",
     "deployment_names",
     "examples_dir",
@@ -94,6 +104,8 @@ __all__ = [
     "free_port",
     "model_key_warning",
     "nightly_schedule",
+    "parse_database",
+    "postgres_bin",
     "prefect_api",
     "prepare_sample_repo",
     "read_cloud_token",
@@ -104,6 +116,7 @@ __all__ = [
     "sample_task",
     "save_blocks",
     "spawn_part",
+    "spawn_postgres",
     "spawn_prefect_server",
     "spawn_replay",
     "spawn_runs_api",
@@ -115,5 +128,6 @@ __all__ = [
     "start_vault",
     "stop_signals",
     "stop_stack",
+    "url_has_password",
     "vault_settings",
 ]

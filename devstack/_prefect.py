@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from schemas import CodexServerConfig
 
 from ._parts import Starting, run_environ, spawn_part
 from ._records import LOG_DIR, ServiceRecord, state_folder
-from ._uvicorn import LOOPBACK
+from ._uvicorn import LOOPBACK, check_port_free
 
 DEFAULT_PORT = 4200
 WORK_POOL = "local"
@@ -29,6 +28,7 @@ CLOUD_WORKSPACE = "dev"
 PREFECT_HOME_DIR = "prefect-home"
 PREFECT_SERVER_TIMEOUT = 180.0
 """A cold server creates its SQLite database and runs its migrations first (~20 s here)."""
+DATABASE_URL_ENV = "PREFECT_API_DATABASE_CONNECTION_URL"
 WORKER_QUERY_SECONDS = 2
 """How often the worker asks for due runs (Prefect's default of 10 s feels stuck)."""
 
@@ -46,15 +46,23 @@ def prefect_environ(state_dir: Path, **settings: str) -> dict[str, str]:
 
 
 def spawn_prefect_server(
-    state_dir: Path, *, port: int = DEFAULT_PORT, timeout: float = PREFECT_SERVER_TIMEOUT
+    state_dir: Path,
+    *,
+    port: int = DEFAULT_PORT,
+    timeout: float = PREFECT_SERVER_TIMEOUT,
+    database_url: SecretStr | None = None,
 ) -> Starting:
-    """``prefect server start`` on ``port`` (SQLite under ``prefect-home/``); ready on /api/health.
+    """``prefect server start`` on ``port``; ready on /api/health.
+
+    Its database is SQLite under ``prefect-home/``, or ``database_url`` (a PostgreSQL
+    URL with the asyncpg driver), given in its environment only
+    (``PREFECT_API_DATABASE_CONNECTION_URL``: a password in it stays off command lines).
 
     Raises:
         DevStackError: the port is taken.
     """
     state_dir = state_folder(state_dir)
-    _check_port_free(port)
+    check_port_free(port, service="prefect-server")
     (state_dir / PREFECT_HOME_DIR).mkdir(exist_ok=True)
     ui_url = f"http://{LOOPBACK}:{port}"
     env = prefect_environ(
@@ -62,6 +70,8 @@ def spawn_prefect_server(
         server_analytics_enabled="false",
         ui_api_url=f"{ui_url}/api",  # else the UI looks for the API on port 4200
     )
+    if database_url is not None:
+        env[DATABASE_URL_ENV] = database_url.get_secret_value()
     command = _prefect("server", "start", "--host", LOOPBACK, "--port", str(port))
     ready = health_url(f"{ui_url}/api/health", answer=ui_url)
     return spawn_part(
@@ -70,10 +80,17 @@ def spawn_prefect_server(
 
 
 def start_prefect_server(
-    state_dir: Path, *, port: int = DEFAULT_PORT, timeout: float = PREFECT_SERVER_TIMEOUT
+    state_dir: Path,
+    *,
+    port: int = DEFAULT_PORT,
+    timeout: float = PREFECT_SERVER_TIMEOUT,
+    database_url: SecretStr | None = None,
 ) -> ServiceRecord:
     """Start a Prefect server and wait until healthy; its record's ``url`` is the UI's."""
-    return spawn_prefect_server(state_dir, port=port, timeout=timeout).wait()
+    starting = spawn_prefect_server(
+        state_dir, port=port, timeout=timeout, database_url=database_url
+    )
+    return starting.wait()
 
 
 def spawn_worker(
@@ -131,14 +148,23 @@ def _worker_online(api_url: str, pool: str, name: str) -> str | None:
     return name if online else None
 
 
-def create_work_pool(api_url: str, *, name: str = WORK_POOL) -> None:
-    """Create (or overwrite) the process work pool ``name``."""
+def create_work_pool(api_url: str, *, name: str = WORK_POOL, max_runs: int | None = None) -> None:
+    """Create (or overwrite) the process work pool ``name``.
+
+    Args:
+        api_url: The Prefect API.
+        name: The pool's name.
+        max_runs: The pool's concurrency limit (admission control: runs over it wait
+            Scheduled until a slot frees); ``None``: no limit.
+    """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.workers.process import ProcessWorker
 
     template = ProcessWorker.get_default_base_job_template()
-    pool = WorkPoolCreate(name=name, type="process", base_job_template=template)
+    pool = WorkPoolCreate(
+        name=name, type="process", base_job_template=template, concurrency_limit=max_runs
+    )
     with prefect_api(api_url), get_client(sync_client=True) as client:
         client.create_work_pool(pool, overwrite=True)
 
@@ -255,15 +281,3 @@ def drain_prefect_clients(timeout: float = 10.0) -> None:
 
     for worker in (APILogWorker, EventsWorker):
         worker.drain_all(timeout=timeout)
-
-
-def _check_port_free(port: int) -> None:
-    with socket.socket() as sock:
-        # As the server will bind: connections of a stopped one in TIME_WAIT do not count.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((LOOPBACK, port))
-        except OSError:
-            raise DevStackError(
-                f"port {port} on {LOOPBACK} is in use; pass another port", service="prefect-server"
-            ) from None

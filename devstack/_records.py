@@ -45,6 +45,12 @@ class StackInfo(BaseModel):
     ui_url: str = ""
     api_url: str = ""
     work_pool: str = ""
+    max_runs: int | None = Field(
+        default=None, description="The work pool's concurrency limit (None: no limit)."
+    )
+    database: str = Field(
+        default="sqlite", description="The Prefect server's database (no password in it)."
+    )
     deployments: list[str] = Field(default_factory=list)
     nightly_schedule: str = ""
     vault_address: str

@@ -177,3 +177,21 @@ def free_port(host: str = LOOPBACK) -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def check_port_free(port: int, *, service: str, host: str = LOOPBACK) -> None:
+    """Refuse a ``port`` that is taken, before ``service`` is started on it.
+
+    Raises:
+        DevStackError: it is in use.
+    """
+    with socket.socket() as sock:
+        # As the server will bind: connections of a stopped one in TIME_WAIT do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise DevStackError(
+                f"port {port} on {host} is in use; pass another port for {service}",
+                service=service,
+            ) from None

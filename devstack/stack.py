@@ -26,16 +26,19 @@ parts compose, so a demo or a test can start only what it needs::
 What one stack starts, each in a session of its own through the process supervisor
 (:mod:`orchestrator.supervisor`), recorded in ``stack.json``: an OpenBao dev server
 (:mod:`devstack.vault`, detached), the reference Runs API server, the replay model
-provider (unless a real model is given), a Prefect server (SQLite) and a process
-worker; and it creates the work pool and the automation that sets Crashed the flow
+provider (unless a real model is given), a Prefect server (on SQLite, on a PostgreSQL
+cluster of its own started first (:mod:`devstack._postgres`), or on a database URL you
+give) and a process worker; and it creates the work pool (with its concurrency limit,
+:mod:`devstack._admission`) and the automation that sets Crashed the flow
 runs whose process died (:mod:`flows.heartbeats`), saves the three blocks (document name
 ``default``), deploys ``prefect.yaml`` and prepares the sample git repository.
 
-The state folder (mode 0700)::
+The state folder (mode 0700; 0710 for the ``postgres`` group when the cluster runs as it)::
 
     stack.json              each process: name, pid, start time, url, log; and the stack's info
     logs/<name>.log         each process's output (and deploy.log)
     prefect-home/           PREFECT_HOME of the server, the deploy and the worker (SQLite)
+    postgres/               the PostgreSQL cluster, with ``database="postgres"``
     runs-api.sqlite3        the reference Runs API's database
     replay-requests.jsonl   every request the replay provider answered
     vault.json, vault.pid, dev-vault.log, vault-home/   the dev Vault (devstack.vault)
@@ -52,9 +55,10 @@ variables of ours plus what it needs); nothing secret is on a command line, in
 
 Stopping: every recorded process and everything it started (its process tree and its
 session, snapshotted before the first signal, so flow runs that a worker started in
-sessions of their own go too) gets SIGTERM, a bounded wait, then SIGKILL. A PID is
-signalled only while its start time matches the recorded one, so a recycled PID is
-never hit. A Prefect worker ignores SIGTERM for longer than 18 s; it gets the SIGKILL.
+sessions of their own go too), the database last (once its clients are gone), gets
+SIGTERM, a bounded wait, then SIGKILL. A PID is signalled only while its start time
+matches the recorded one, so a recycled PID is never hit. A Prefect worker ignores
+SIGTERM for longer than 18 s; it gets the SIGKILL.
 """
 
 from __future__ import annotations
@@ -66,9 +70,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from pydantic import SecretStr
+
 from orchestrator.exceptions import DevStackError
 from orchestrator.supervisor import Stoppable, reap, snapshot, terminate
 
+from ._database import SQLITE, Database
 from ._parts import (
     ENV,
     RealModel,
@@ -79,6 +86,8 @@ from ._parts import (
     spawn_runs_api,
     start_vault,
 )
+from ._postgres import SERVICE as DATABASE_SERVICE
+from ._postgres import spawn_postgres
 from ._prefect import (
     CLOUD_WORKSPACE,
     DEFAULT_PORT,
@@ -144,13 +153,19 @@ def stop_stack(state_dir: Path, *, timeout: float = 5.0) -> list[ServiceRecord]:
         return []
     services = read_stack(state_dir).services
     running = [s for s in services if s.running]
-    doomed = snapshot(s.pid for s in running)
+    # The database goes last, once its clients are gone: then it shuts down at once.
+    clients = [s for s in running if s.name != DATABASE_SERVICE]
+    databases = [s for s in running if s.name == DATABASE_SERVICE]
+    doomed = snapshot(s.pid for s in clients)
     if read_state(state_dir) is not None:
         stop_background(state_dir, timeout=timeout)  # the dev Vault stops itself cleanly
-    terminate(doomed, leaders=[s.pid for s in running if s.name != "vault"], timeout=timeout)
+    terminate(doomed, leaders=[s.pid for s in clients if s.name != "vault"], timeout=timeout)
     reap(doomed)
+    last = snapshot(s.pid for s in databases)
+    terminate(last, leaders=[s.pid for s in databases], timeout=timeout)
+    reap(last)
     forget_stack(state_dir)
-    return running
+    return clients + databases
 
 
 def stack_processes(state_dir: Path) -> dict[int, int]:
@@ -175,6 +190,8 @@ class DevStack(Stoppable):
             ``prefect`` the blocks go to the API this process is configured for.
         pool: The work pool's name.
         project_dir: The folder whose ``prefect.yaml`` is deployed (:func:`find_project_dir`).
+        database: The Prefect server's database (SQLite, our PostgreSQL cluster, a URL).
+        max_runs: The work pool's concurrency limit (admission control); ``None``: none.
     """
 
     state_dir: Path
@@ -185,7 +202,10 @@ class DevStack(Stoppable):
     parts: frozenset[Part] = frozenset({"prefect", "deploy", "worker"})
     pool: str = WORK_POOL
     project_dir: Path | None = None
+    database: Database = SQLITE
+    max_runs: int | None = None
     info: StackInfo | None = field(default=None, init=False)
+    _shown_database: str = field(default="sqlite", init=False, repr=False)
 
     def start(self) -> StackInfo:
         """Start every part; on any failure stop what was started and raise.
@@ -232,9 +252,11 @@ class DevStack(Stoppable):
 
     def _start_all(self, started: float) -> StackInfo:
         state_dir = self.state_dir
-        server = (
-            spawn_prefect_server(state_dir, port=self.port) if "prefect" in self.parts else None
-        )
+        server = None
+        if "prefect" in self.parts:
+            server = spawn_prefect_server(
+                state_dir, port=self.port, database_url=self._start_database()
+            )
         fixtures = None if self.model else (self.fixtures or fixture_set())
         replay = spawn_replay(state_dir, fixtures=fixtures) if fixtures else None
         vault = start_vault(state_dir)
@@ -259,6 +281,8 @@ class DevStack(Stoppable):
             ui_url=ui_url,
             api_url=api_url or "",
             work_pool=pool,
+            max_runs=self.max_runs if pool else None,
+            database=self._shown_database,
             deployments=deployments,
             nightly_schedule=nightly_schedule(api_url) if deployments and api_url else "",
             vault_address=vault.address,
@@ -272,12 +296,22 @@ class DevStack(Stoppable):
             started_in_seconds=round(time.monotonic() - started, 1),
         )
 
+    def _start_database(self) -> SecretStr | None:
+        """The Prefect server's database URL (``None``: SQLite); our cluster started first."""
+        self._shown_database = self.database.shown
+        if self.database.kind != "postgres":
+            return self.database.url
+        postgres = spawn_postgres(self.state_dir)
+        postgres.starting.wait()
+        self._shown_database = postgres.public_url
+        return postgres.url
+
     def _start_workload(self, api_url: str | None) -> tuple[list[str], str]:
         """Work pool, automations, worker and deployments (the worker starts while the
         deploy runs)."""
         if api_url is None:
             return [], ""
-        create_work_pool(api_url, name=self.pool)
+        create_work_pool(api_url, name=self.pool, max_runs=self.max_runs)
         create_automations(api_url)
         project_dir = self.project_dir or Path.cwd()  # set by start() when these parts run
         worker = None

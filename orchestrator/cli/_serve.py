@@ -18,9 +18,10 @@ from orchestrator.exceptions import InvalidInputError
 from ._console import console
 
 if TYPE_CHECKING:
-    from devstack import RealModel, StackInfo
+    from devstack import Database, RealModel, StackInfo
 
 DEFAULT_PORT = 4200
+DATABASE_ENV = "ORCHESTRATOR_PREFECT_DATABASE"
 
 StateDirOption = Annotated[
     Path, typer.Option("--state-dir", help="Folder for pids, logs, databases and the Prefect home.")
@@ -33,6 +34,7 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(
+    ctx: typer.Context,
     state_dir: StateDirOption = Path(".serve"),
     port: Annotated[int, typer.Option("--port", help="Port of the Prefect server and UI.")] = (
         DEFAULT_PORT
@@ -66,6 +68,27 @@ def serve(
             "default: the one holding the flows package (this checkout).",
         ),
     ] = None,
+    database: Annotated[
+        str,
+        typer.Option(
+            "--database",
+            envvar=DATABASE_ENV,
+            help="The Prefect server's database: sqlite (default), postgres (a PostgreSQL "
+            "cluster in the state folder, Debian's postgresql) or a postgresql:// URL of "
+            f"yours (one with a password only through {DATABASE_ENV}).",
+        ),
+    ] = "sqlite",
+    max_runs: Annotated[
+        int | None,
+        typer.Option(
+            "--max-runs",
+            envvar="ORCHESTRATOR_MAX_RUNS",
+            min=0,
+            help="Flow runs the work pool runs at once; more wait Scheduled (Late) until a "
+            "slot frees. Default: what this machine holds (half a core and 150 MB a run); "
+            "0: no limit.",
+        ),
+    ] = None,
 ) -> None:
     """Start the local dev stack: Prefect server and UI, worker, Vault, Runs API, model.
 
@@ -73,11 +96,19 @@ def serve(
     sample repository. Returns once the UI answers and the worker is online; stop
     everything with 'orchestrator stop'.
     """
-    from devstack import DevStack
+    from devstack import DevStack, default_max_runs
 
     real = _real_model(model_url, model)
+    chosen = _database(database, source=ctx.get_parameter_source("database"))
+    limit = default_max_runs() if max_runs is None else max_runs or None
     stack = DevStack(
-        state_dir=state_dir, home=home or Path.cwd(), port=port, model=real, project_dir=project_dir
+        state_dir=state_dir,
+        home=home or Path.cwd(),
+        port=port,
+        model=real,
+        project_dir=project_dir,
+        database=chosen,
+        max_runs=limit,
     )
     _say(f"starting the dev stack in {state_dir} (logs in {state_dir / 'logs'}) ...")
     info = stack.start()
@@ -94,6 +125,19 @@ def stop(state_dir: StateDirOption = Path(".serve")) -> None:
         return
     names = ", ".join(f"{s.name} (pid {s.pid})" for s in stopped)
     _say(f"stopped {names}")
+
+
+def _database(value: str, *, source: object) -> Database:
+    """``--database`` parsed; a password given on the command line is refused (``ps`` shows it)."""
+    from devstack import parse_database, url_has_password
+
+    # typer keeps its own copy of click: its ParameterSource enum, compared by name
+    if url_has_password(value) and getattr(source, "name", "") == "COMMANDLINE":
+        raise InvalidInputError(
+            f"--database: a URL with a password does not go on the command line (every user "
+            f"of the machine can read it there); export {DATABASE_ENV}=<URL> instead"
+        )
+    return parse_database(value)
 
 
 def _real_model(model_url: str | None, model: str | None) -> RealModel | None:
@@ -115,7 +159,8 @@ def _print_info(info: StackInfo) -> None:
     rows = [
         ("Prefect UI", info.ui_url),
         ("Prefect API", f"{info.api_url}   (export PREFECT_API_URL={info.api_url})"),
-        ("work pool", f"{info.work_pool} (process), worker online"),
+        ("database", info.database),
+        ("work pool", f"{info.work_pool} (process), worker online, {_limit(info)}"),
         ("deployments", ", ".join(info.deployments)),
         ("nightly", info.nightly_schedule or "(no schedule)"),
         ("Vault (dev)", f"{info.vault_address}  env {info.env}; secrets in memory"),
@@ -131,6 +176,12 @@ def _print_info(info: StackInfo) -> None:
     _say(f"  PREFECT_API_URL={info.api_url} prefect deployment run pipeline/pipeline")
     _say(f"Prefect UI: {info.ui_url}")
     _say("Stop everything with: make stop")
+
+
+def _limit(info: StackInfo) -> str:
+    if info.max_runs is None:
+        return "no limit on runs at once"
+    return f"at most {info.max_runs} runs at once (--max-runs)"
 
 
 def _fixtures(info: StackInfo) -> str:

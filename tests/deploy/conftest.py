@@ -5,6 +5,11 @@ orchestrator home in a temporary folder (a fresh Prefect database, like a fresh 
 At the end ``orchestrator stop`` runs, and the teardown fails if any process of the
 stack (recorded ones, their descendants, their sessions: flow runs, codex servers)
 is still alive.
+
+Two stacks: ``served`` (the default: Prefect on SQLite, the work pool's limit sized to
+the machine) and ``served_postgres`` (``--database postgres --max-runs 2``: Prefect on a
+PostgreSQL cluster of its own, started and stopped by PID with the rest). A test that
+runs on both takes the fixture ``any_served``, parametrized over the two.
 """
 
 from __future__ import annotations
@@ -26,11 +31,13 @@ from devstack import (
     stack_processes,
 )
 from orchestrator.supervisor import still_running
+from tests.helpers.folders import reachable_folder
 
 HERE = Path(__file__).resolve().parent
 CLI = [str(Path(sys.executable).parent / "orchestrator")]  # the real console script
 SERVE_TIMEOUT = 120
 STOP_TIMEOUT = 60
+POSTGRES_MAX_RUNS = 2
 USER_JITTER = "0.4"
 """A Prefect client setting the user gives ``orchestrator serve``: the worker must keep it."""
 
@@ -70,11 +77,33 @@ def orchestrator(
 
 @pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    base = tmp_path_factory.mktemp("served")
+    yield from _serve(tmp_path_factory.mktemp("served"))
+
+
+@pytest.fixture(scope="session")
+def served_postgres() -> Iterator[Served]:
+    """The stack with its Prefect server on PostgreSQL, two flow runs at a time.
+
+    In a folder PostgreSQL's own user can reach (pytest's are 0700 root).
+    """
+    with reachable_folder("served-postgres-") as base:
+        yield from _serve(base, "--database", "postgres", "--max-runs", str(POSTGRES_MAX_RUNS))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_served(request: pytest.FixtureRequest) -> Served:
+    """Each stack in turn: the test runs on SQLite and on PostgreSQL."""
+    name = "served" if request.param == "sqlite" else "served_postgres"
+    stack: Served = request.getfixturevalue(name)
+    return stack
+
+
+def _serve(base: Path, *options: str) -> Iterator[Served]:
     state_dir, home = base / "state", base / "home"
     started = time.monotonic()
     done = orchestrator(
         "serve", "--state-dir", str(state_dir), "--home", str(home), "--port", str(free_port()),
+        *options,
         timeout=SERVE_TIMEOUT, env={"PREFECT_CLIENT_RETRY_JITTER_FACTOR": USER_JITTER},
     )  # fmt: skip
     ready_seconds = time.monotonic() - started
