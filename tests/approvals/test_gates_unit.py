@@ -160,11 +160,35 @@ def test_a_tool_announces_its_channel_and_the_decision() -> None:
     assert not notice.describes(Decision.REJECT, "ada", "other")
 
 
-@pytest.mark.parametrize("channel", [Channel.POLICY, Channel.TIMEOUT])
-def test_only_a_person_resumes_a_gate(channel: Channel) -> None:
-    decision = ApprovalDecision(decision=Decision.APPROVE, approver="x", channel=channel)
+@pytest.mark.parametrize(
+    "decision",
+    [
+        ApprovalDecision(decision=Decision.APPROVE, approver="x", channel=Channel.POLICY),
+        timeout_decision(),
+    ],
+)
+def test_only_a_person_resumes_a_gate(decision: ApprovalDecision) -> None:
     with pytest.raises(InvalidInputError, match="resumed by a person"):
         form_input(decision)
+
+
+@pytest.mark.parametrize(
+    ("decision", "channel"),
+    [
+        (Decision.EXPIRED, Channel.CLI),
+        (Decision.EXPIRED, Channel.UI),
+        (Decision.REJECT, Channel.TIMEOUT),
+    ],
+)
+def test_only_a_timeout_expires_a_gate(decision: Decision, channel: Channel) -> None:
+    with pytest.raises(ValidationError, match="only a timeout expires a gate"):
+        ApprovalDecision(decision=decision, approver="x", reason="r", channel=channel)
+
+
+def test_the_form_offers_approve_and_reject_only() -> None:
+    assert form_schema()["properties"]["decision"]["enum"] == ["approve", "reject"]
+    with pytest.raises(ValidationError):
+        ApprovalForm(decision=Decision.EXPIRED, approver="ada", reason="late")
 
 
 def test_the_form_leaves_decision_and_approver_to_fill_in() -> None:
@@ -282,7 +306,11 @@ def test_command_answers_carry_the_decision_to_the_model(handle: RunHandle) -> N
     )
     expired = record_decision(handle, "command-c2", timeout_decision())
     assert answer_of(expired).reason == "no decision within 9s: denied (timeout)"
-    assert expired.channel is Channel.TIMEOUT and expired.reason == "timeout"
+    assert (expired.decision, expired.channel, expired.reason) == (
+        Decision.EXPIRED,
+        Channel.TIMEOUT,
+        "timeout",
+    )
 
 
 @pytest.mark.anyio
