@@ -57,6 +57,7 @@ schemas: setup
 
 # The local dev stack (docs/deployments.md): Prefect server and UI, a worker, the dev Vault,
 # the reference Runs API and the replay model, all recorded under .serve/ and stopped by PID.
+# `ORCHESTRATOR_NOTIFY_WEBHOOK=URL make serve` also notifies URL when a run waits for a person.
 serve: setup
 	$(BIN)/orchestrator serve
 

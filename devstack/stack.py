@@ -28,8 +28,10 @@ What one stack starts, each in a session of its own through the process supervis
 (:mod:`devstack.vault`, detached), the reference Runs API server, the replay model
 provider (unless a real model is given), a Prefect server (SQLite) and a process
 worker; and it creates the work pool and the automation that sets Crashed the flow
-runs whose process died (:mod:`flows.heartbeats`), saves the three blocks (document name
-``default``), deploys ``prefect.yaml`` and prepares the sample git repository.
+runs whose process died (:mod:`flows.heartbeats`), and with ``notify_webhook`` the two
+that notify people (:mod:`flows.notifications`, through a Custom Webhook block), saves
+the three blocks (document name ``default``), deploys ``prefect.yaml`` and prepares
+the sample git repository.
 
 The state folder (mode 0700)::
 
@@ -88,6 +90,7 @@ from ._prefect import (
     deploy,
     nightly_schedule,
     save_blocks,
+    save_notify_block,
     spawn_prefect_server,
     spawn_worker,
 )
@@ -175,6 +178,8 @@ class DevStack(Stoppable):
             ``prefect`` the blocks go to the API this process is configured for.
         pool: The work pool's name.
         project_dir: The folder whose ``prefect.yaml`` is deployed (:func:`find_project_dir`).
+        notify_webhook: Where the notification automations POST (a Custom Webhook block
+            ``custom-webhook/orchestrator-dev``); None: no notifications.
     """
 
     state_dir: Path
@@ -185,6 +190,7 @@ class DevStack(Stoppable):
     parts: frozenset[Part] = frozenset({"prefect", "deploy", "worker"})
     pool: str = WORK_POOL
     project_dir: Path | None = None
+    notify_webhook: str | None = None
     info: StackInfo | None = field(default=None, init=False)
 
     def start(self) -> StackInfo:
@@ -278,7 +284,9 @@ class DevStack(Stoppable):
         if api_url is None:
             return [], ""
         create_work_pool(api_url, name=self.pool)
-        create_automations(api_url)
+        webhook = self.notify_webhook
+        notify = save_notify_block(webhook, api_url=api_url) if webhook else None
+        create_automations(api_url, notify_block=notify)
         project_dir = self.project_dir or Path.cwd()  # set by start() when these parts run
         worker = None
         if "worker" in self.parts:

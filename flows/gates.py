@@ -81,6 +81,8 @@ from schemas import (
     RunManifest,
 )
 
+from .notifications import while_notifying
+
 POLL_SECONDS = 1
 
 REASON_REQUIRED = "a reason is required to reject: say why in the Reason field"
@@ -234,11 +236,15 @@ async def _ask_a_person(
         handle.run_id,
     )
     try:
-        submitted = await apause_flow_run(
-            wait_for_input=form.with_initial_data(description=shown),
-            timeout=notice.timeout_seconds,
-            poll_interval=POLL_SECONDS,
-            key=notice.approval_id,
+        submitted = await while_notifying(
+            notice,
+            lambda: apause_flow_run(
+                wait_for_input=form.with_initial_data(description=shown),
+                timeout=notice.timeout_seconds,
+                poll_interval=POLL_SECONDS,
+                key=notice.approval_id,
+            ),
+            warn_before=handle.workspace.settings.gate_warning_seconds,
         )
     except ValidationError:  # the server checks the form's schema; this is a last guard
         return ApprovalDecision(
