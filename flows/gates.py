@@ -79,6 +79,7 @@ from schemas import (
     GateNotice,
     ResumeNotice,
     RunManifest,
+    RunStatus,
 )
 
 from .notifications import while_notifying
@@ -209,7 +210,10 @@ async def approval_gate(
             run_id=handle.run_id,
             gate=gate,
             approval_id=approval_id,
-            summary=summary if summary is not None else gate_summary(handle.read(), gate),
+            # read by other processes and sent in notifications: never a secret value
+            summary=handle.workspace.redactor.redact(
+                summary if summary is not None else gate_summary(handle.read(), gate)
+            ),
             requested_at=approval.requested_at,
             timeout_seconds=timeout_seconds,
             env=handle.read().env,
@@ -391,6 +395,10 @@ async def _budget_gate(handle: RunHandle, manifest: RunManifest, reached: list[R
         )
         return
     status, why = stopped_at_gate(Gate.BUDGET, approval)
+    if status is RunStatus.REJECTED:  # a person stopped the run: who, and why
+        why = f"stopped by {approval.approver} ({approval.channel})" + (
+            f": {approval.reason}" if approval.reason else ""
+        )
     reason = f"{budget_summary(reached)}; {why}"
     finish_run(handle, status, reason=reason)
     raise BudgetStoppedError(

@@ -47,8 +47,6 @@ from .ui_links import flow_run_url, paused_runs_url
 
 GATE_WAITING = "orchestrator.gate.waiting"
 GATE_DEADLINE = "orchestrator.gate.deadline"
-WARNING_SECONDS = 600
-"""The default lead of the deadline warning (``ORCHESTRATOR_GATE_WARNING_SECONDS``)."""
 WAITING_AUTOMATION = "orchestrator: notify when a run waits for a person"
 DEADLINE_AUTOMATION = "orchestrator: warn before a gate's deadline"
 PAUSE_SEEN_WITHIN = 60.0
