@@ -66,6 +66,7 @@ schemas: setup
 # `make serve DATABASE=postgres` runs the Prefect server on a PostgreSQL cluster in .serve/
 # (a URL with a password goes in ORCHESTRATOR_PREFECT_DATABASE, not here); `MAX_RUNS=N`
 # sets how many flow runs the work pool runs at once (default: what the machine holds).
+# `ORCHESTRATOR_NOTIFY_WEBHOOK=URL make serve` also notifies URL when a run waits for a person.
 DATABASE ?=
 MAX_RUNS ?=
 serve: setup $(if $(filter postgres postgresql,$(DATABASE)),system-postgres)

@@ -169,13 +169,18 @@ def create_work_pool(api_url: str, *, name: str = WORK_POOL, max_runs: int | Non
         client.create_work_pool(pool, overwrite=True)
 
 
-def create_automations(api_url: str) -> None:
-    """The server's automations (as ``orchestrator setup automations`` creates them)."""
+def create_automations(api_url: str, *, notify_block: str | None = None) -> None:
+    """The server's automations (as ``orchestrator setup automations`` creates them): the
+    crash automation, and with ``notify_block`` (``<block type>/<name>``) the two that
+    notify people (:mod:`flows.notifications`)."""
     from flows.approvals import run_with_client
     from flows.heartbeats import ensure_crash_automation
+    from flows.notifications import ensure_notify_automations
 
     with prefect_api(api_url):
         run_with_client(ensure_crash_automation)
+        if notify_block:
+            run_with_client(ensure_notify_automations, block=notify_block)
 
 
 def deploy(api_url: str, *, state_dir: Path, project_dir: Path, timeout: float = 180) -> list[str]:
@@ -252,6 +257,26 @@ def save_blocks(
         vault.save(name, overwrite=True)
         CodexServerSettings.from_config(codex).save(name, overwrite=True)
         cloud.save(name, overwrite=True)
+
+
+NOTIFY_BLOCK_NAME = "orchestrator-dev"
+
+
+def save_notify_block(url: str, *, api_url: str | None = None) -> str:
+    """Save a Custom Webhook notification block that POSTs each notification to ``url``
+    as JSON (``subject``, ``body``, and ``text``: both, for chat webhooks that take
+    one field); its ``<block type>/<name>``.
+    """
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    block = CustomWebhookNotificationBlock(
+        name="Codex Orchestrator (dev stack)",
+        url=url,
+        json_data={"subject": "{{subject}}", "body": "{{body}}", "text": "{{subject}}\n\n{{body}}"},
+    )
+    with prefect_api(api_url):
+        block.save(NOTIFY_BLOCK_NAME, overwrite=True)
+    return f"{block.get_block_type_slug()}/{NOTIFY_BLOCK_NAME}"
 
 
 @contextlib.contextmanager

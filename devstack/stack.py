@@ -30,8 +30,10 @@ provider (unless a real model is given), a Prefect server (on SQLite, on a Postg
 cluster of its own started first (:mod:`devstack._postgres`), or on a database URL you
 give) and a process worker; and it creates the work pool (with its concurrency limit,
 :mod:`devstack._admission`) and the automation that sets Crashed the flow
-runs whose process died (:mod:`flows.heartbeats`), saves the three blocks (document name
-``default``), deploys ``prefect.yaml`` and prepares the sample git repository.
+runs whose process died (:mod:`flows.heartbeats`), and with ``notify_webhook`` the two
+that notify people (:mod:`flows.notifications`, through a Custom Webhook block), saves
+the three blocks (document name ``default``), deploys ``prefect.yaml`` and prepares
+the sample git repository.
 
 The state folder (mode 0700; 0710 for the ``postgres`` group when the cluster runs as it)::
 
@@ -97,6 +99,7 @@ from ._prefect import (
     deploy,
     nightly_schedule,
     save_blocks,
+    save_notify_block,
     spawn_prefect_server,
     spawn_worker,
 )
@@ -192,6 +195,8 @@ class DevStack(Stoppable):
         project_dir: The folder whose ``prefect.yaml`` is deployed (:func:`find_project_dir`).
         database: The Prefect server's database (SQLite, our PostgreSQL cluster, a URL).
         max_runs: The work pool's concurrency limit (admission control); ``None``: none.
+        notify_webhook: Where the notification automations POST (a Custom Webhook block
+            ``custom-webhook/orchestrator-dev``); None: no notifications.
     """
 
     state_dir: Path
@@ -204,6 +209,7 @@ class DevStack(Stoppable):
     project_dir: Path | None = None
     database: Database = SQLITE
     max_runs: int | None = None
+    notify_webhook: str | None = None
     info: StackInfo | None = field(default=None, init=False)
     _shown_database: str = field(default="sqlite", init=False, repr=False)
 
@@ -312,7 +318,9 @@ class DevStack(Stoppable):
         if api_url is None:
             return [], ""
         create_work_pool(api_url, name=self.pool, max_runs=self.max_runs)
-        create_automations(api_url)
+        webhook = self.notify_webhook
+        notify = save_notify_block(webhook, api_url=api_url) if webhook else None
+        create_automations(api_url, notify_block=notify)
         project_dir = self.project_dir or Path.cwd()  # set by start() when these parts run
         worker = None
         if "worker" in self.parts:

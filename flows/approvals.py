@@ -310,7 +310,7 @@ async def decide(
     if chosen.expired:
         raise ApprovalError(
             f"the {chosen.notice.approval_id} gate of {chosen.notice.label} timed out at "
-            f"{chosen.expires_at:%Y-%m-%d %H:%M:%S} UTC; it counts as rejected (timeout)",
+            f"{chosen.expires_at:%Y-%m-%d %H:%M:%S} UTC: it expired (nobody decided in time)",
             run_id=chosen.notice.run_id,
             gate=chosen.notice.approval_id,
         )

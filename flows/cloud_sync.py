@@ -32,16 +32,12 @@ from orchestrator.sync import record_failure, sync_run
 from orchestrator.workspace import Workspace
 from schemas import RunManifest, SyncRecord, SyncState, utc_now
 
+from ._resources import run_resource_id
 from ._runtime import DEFAULT_BLOCK, open_workspace, run_logger
 from .cloud_client import CloudSources, mirror_backlog, open_runs_api
 
 RUN_COMPLETED_EVENT = "orchestrator.run.completed"
 _EVENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:codex-orchestrator:event")
-
-
-def run_resource_id(task_id: str, run_id: str) -> str:
-    """The Prefect resource id of a run (the subject of its events)."""
-    return f"orchestrator.run.{task_id}.{run_id}"
 
 
 def run_completed_event_id(manifest: RunManifest) -> uuid.UUID:

@@ -1,8 +1,9 @@
 """Approval gates: a policy decides, or the flow run pauses for a person (UI or CLI).
 
 A person's gate is ``pause_flow_run`` with a typed input form whose description shows
-what is decided (the plan, the diff stat, the command), and always a timeout: its
-expiry counts as a rejection with reason ``timeout``. Next to the pause, the flow run
+what is decided (the plan, the diff stat, the command), and always a timeout: a gate
+left to it is recorded ``expired`` (its own decision, reason ``timeout``), never a
+rejection. Next to the pause, the flow run
 gets two small inputs (:mod:`schemas.inbox`), so ``flows.approvals`` can list what
 waits, and explain what was decided, from any machine with the Prefect API:
 
@@ -25,7 +26,7 @@ one request at a time.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import anyio
@@ -52,6 +53,7 @@ from orchestrator.approvals import (
     policy_decision,
     record_decision,
     request_approval,
+    stopped_at_gate,
     timeout_decision,
 )
 from orchestrator.budget import (
@@ -82,6 +84,8 @@ from schemas import (
     RunStatus,
 )
 
+from .notifications import while_notifying
+
 POLL_SECONDS = 1
 
 REASON_REQUIRED = "a reason is required to reject: say why in the Reason field"
@@ -110,7 +114,10 @@ class ApprovalForm(RunInput):
 
     model_config = ConfigDict(json_schema_extra={"allOf": [_REASON_ON_REJECT]})
 
-    decision: Decision = Field(title="Decision", description="approve or reject")
+    # a person approves or rejects; ``expired`` is the gate's own when nobody decided
+    decision: Literal[Decision.APPROVE, Decision.REJECT] = Field(
+        title="Decision", description="approve or reject"
+    )
     approver: str = Field(
         title="Approver", description="Your name.", min_length=1, pattern=_NOT_BLANK
     )
@@ -181,7 +188,7 @@ async def approval_gate(
         gate: Which gate.
         shown: The markdown the approver sees (recorded with its hash).
         mode: ``auto``: the policy approves; ``required``: a person decides.
-        timeout_seconds: How long a person has; then it is rejected with reason timeout.
+        timeout_seconds: How long a person has; then the gate expires (``expired``).
         policy_source: Where the policy came from (recorded with a policy decision).
         summary: One line for lists of waiting runs; by default from the manifest.
         sandbox_exit: Approving lets a command run outside the sandbox (recorded as
@@ -205,7 +212,10 @@ async def approval_gate(
             run_id=handle.run_id,
             gate=gate,
             approval_id=approval_id,
-            summary=summary if summary is not None else gate_summary(handle.read(), gate),
+            # read by other processes and sent in notifications: never a secret value
+            summary=handle.workspace.redactor.redact(
+                summary if summary is not None else gate_summary(handle.read(), gate)
+            ),
             requested_at=approval.requested_at,
             timeout_seconds=timeout_seconds,
             env=handle.read().env,
@@ -232,11 +242,15 @@ async def _ask_a_person(
         handle.run_id,
     )
     try:
-        submitted = await apause_flow_run(
-            wait_for_input=form.with_initial_data(description=shown),
-            timeout=notice.timeout_seconds,
-            poll_interval=POLL_SECONDS,
-            key=notice.approval_id,
+        submitted = await while_notifying(
+            notice,
+            lambda: apause_flow_run(
+                wait_for_input=form.with_initial_data(description=shown),
+                timeout=notice.timeout_seconds,
+                poll_interval=POLL_SECONDS,
+                key=notice.approval_id,
+            ),
+            warn_before=handle.workspace.settings.gate_warning_seconds,
         )
     except ValidationError:  # the server checks the form's schema; this is a last guard
         return ApprovalDecision(
@@ -247,7 +261,7 @@ async def _ask_a_person(
         )
     except FlowPauseTimeout:
         logger.warning(
-            "no decision on %s within %ss: rejected (timeout)",
+            "no decision on %s within %ss: expired",
             notice.approval_id,
             notice.timeout_seconds,
         )
@@ -352,8 +366,9 @@ async def enforce_budget(handle: RunHandle, lock: anyio.Lock) -> None:
     builder that waited behind another's gate sees the limits it raised.
 
     Raises:
-        BudgetStoppedError: the run was stopped at the gate (rejected, or nobody decided
-            in time); the manifest records it rejected with the budget as its reason.
+        BudgetStoppedError: the run was stopped at the gate; the manifest records it
+            ``rejected`` (or ``expired``: nobody decided in time) with the budget as its
+            reason.
     """
     store = handle.workspace.store
     if not budget_reached(store, handle.read()):
@@ -392,10 +407,13 @@ async def _budget_gate(handle: RunHandle, manifest: RunManifest, reached: list[R
             limits=limits.model_dump(exclude_none=True),
         )
         return
-    reason = f"{budget_summary(reached)}; stopped by {approval.approver} ({approval.channel})" + (
-        f": {approval.reason}" if approval.reason else ""
-    )
-    finish_run(handle, RunStatus.REJECTED, reason=reason)
+    status, why = stopped_at_gate(Gate.BUDGET, approval)
+    if status is RunStatus.REJECTED:  # a person stopped the run: who, and why
+        why = f"stopped by {approval.approver} ({approval.channel})" + (
+            f": {approval.reason}" if approval.reason else ""
+        )
+    reason = f"{budget_summary(reached)}; {why}"
+    finish_run(handle, status, reason=reason)
     raise BudgetStoppedError(
         f"run {handle.label} stopped: {reason}", run_id=handle.run_id, reason=reason
     )
@@ -469,7 +487,7 @@ def answer_of(approval: Approval) -> ApprovalAnswer:
     by = f"{approval.approver} ({approval.channel})"
     if approval.decision is Decision.APPROVE:
         return ApprovalAnswer(approved=True, reason=f"approved by {by}")
-    if approval.channel is Channel.TIMEOUT:
+    if approval.decision is Decision.EXPIRED:
         return ApprovalAnswer(
             approved=False,
             reason=f"no decision within {approval.timeout_seconds}s: denied (timeout)",

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from datetime import timedelta
-from typing import Literal
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
@@ -36,6 +35,8 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 from prefect.settings.context import get_current_settings
 
 from orchestrator.exceptions import InvalidInputError
+
+from ._automations import Outcome, ensure_automation
 
 HEARTBEAT_SECONDS = 30
 """How often a flow run of ours says it is alive; Prefect's minimum."""
@@ -55,8 +56,6 @@ ENDED_EVENTS = frozenset(
     # by state name: our rejected runs end Cancelled, named Rejected or Expired
     for name in ("Completed", "Failed", "Cancelled", "Crashed", "Rejected", "Expired")
 )
-
-Outcome = Literal["created", "updated", "unchanged"]
 
 
 def crash_automation(crash_after_seconds: int = CRASH_AFTER_SECONDS) -> AutomationCore:
@@ -106,21 +105,7 @@ async def ensure_crash_automation(
         Its id, and whether it was created, updated or already as wanted. Further
         automations of that name (made by hand) are left alone.
     """
-    wanted = crash_automation(crash_after_seconds)
-    existing = await client.read_automations_by_name(AUTOMATION_NAME)
-    if not existing:
-        return await client.create_automation(wanted), "created"
-    current = existing[0]
-    if _as_core(current) == _as_core(wanted):
-        return current.id, "unchanged"
-    await client.update_automation(current.id, wanted)
-    return current.id, "updated"
-
-
-def _as_core(automation: AutomationCore) -> AutomationCore:
-    """What an automation does, comparable between one read back and one built here (as
-    models: their sets of event names are equal in any order)."""
-    return AutomationCore.model_validate(automation.model_dump())
+    return await ensure_automation(client, crash_automation(crash_after_seconds))
 
 
 def heartbeat_environ() -> dict[str, str]:

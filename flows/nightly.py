@@ -121,7 +121,7 @@ def _claim(path: Path) -> Path | None:
 def outcome_of(job: Job, state: State[Any], result: Any) -> Outcome:
     """A job's outcome from its pipeline subflow's final state (and result, if any).
 
-    A rejected run's flow run is ``Cancelled`` (named Rejected or Expired) and carries
+    A run stopped at a gate ends its flow run ``Cancelled`` (named Rejected or Expired) and carries
     its summary too.
     """
     if (state.is_completed() or state.is_cancelled()) and isinstance(result, dict):

@@ -26,6 +26,7 @@ from orchestrator.approvals import (
     handover_markdown,
     plan_markdown,
     spec_markdown,
+    stopped_at_gate,
 )
 from orchestrator.credentials import OPENAI_API_KEY
 from orchestrator.deterministic import lint_failures
@@ -51,7 +52,6 @@ from orchestrator.run_checks import code_without_spec, over_budget, specs_before
 from orchestrator.taskspec import load_task_spec
 from orchestrator.workspace import Workspace
 from schemas import (
-    Channel,
     Decision,
     DraftOrigin,
     Gate,
@@ -105,9 +105,10 @@ async def pipeline(
 ) -> dict[str, Any] | State[Any]:
     """Run a coding task through plan, build, test and review; or resume a run.
 
-    Returns the run's summary; a rejected run ends its flow run ``Cancelled``, named
-    ``Rejected`` (or ``Expired`` when nobody decided in time), with the reason as the
-    message and the summary as its data, so no rejected run looks like a success.
+    Returns the run's summary; a run stopped at a gate ends its flow run ``Cancelled``,
+    named ``Rejected`` (or ``Expired`` when nobody decided in time: the run's status is
+    then ``expired``), with the reason as the message and the summary as its data, so no
+    stopped run looks like a success.
 
     Args:
         task_file: Path of the task spec (YAML or JSON) for a new run.
@@ -142,7 +143,7 @@ async def pipeline(
             reason=manifest.status_reason or "unknown",
         )
     summary = run_summary(handle, handle.read())
-    if manifest.status is RunStatus.REJECTED:
+    if manifest.status.stopped:
         return Cancelled(
             name=stopped_state_name(manifest), message=manifest.status_reason, data=summary
         )
@@ -150,9 +151,8 @@ async def pipeline(
 
 
 def stopped_state_name(manifest: RunManifest) -> str:
-    """``Expired`` when the deciding gate timed out, else ``Rejected``."""
-    decided = [a for a in manifest.approvals if a.decision is Decision.REJECT]
-    return "Expired" if decided and decided[-1].channel is Channel.TIMEOUT else "Rejected"
+    """``Expired`` when the run stopped at a gate nobody decided in time, else ``Rejected``."""
+    return "Expired" if manifest.status is RunStatus.EXPIRED else "Rejected"
 
 
 def run_summary(handle: RunHandle, manifest: RunManifest) -> dict[str, Any]:
@@ -335,7 +335,7 @@ def _plan_shown(handle: RunHandle, plan: Plan) -> str:
 
 
 async def _gate(handle: RunHandle, gate: Gate, shown: str) -> bool:
-    """True when approved; a rejection ends the run as ``rejected`` with its reason.
+    """True when approved; a rejection ends the run ``rejected``, an expiry ``expired``.
 
     The plan and hand-over gates follow the run's policy; a check's gate (``spec``,
     ``diff-budget``) always waits for a person, for as long as the plan gate would.
@@ -357,14 +357,10 @@ async def _gate(handle: RunHandle, gate: Gate, shown: str) -> bool:
     )
     if approval.decision is Decision.APPROVE:
         return True
-    if gate in REJECTIONS_TO_LEARN_FROM and approval.channel is not Channel.TIMEOUT:
+    if gate in REJECTIONS_TO_LEARN_FROM and approval.decision is Decision.REJECT:
         _propose_to_library(handle, REJECTIONS_TO_LEARN_FROM[gate], approval.reason or "")
-    finish_run(
-        handle,
-        RunStatus.REJECTED,
-        reason=f"{gate.value} rejected by {approval.approver} ({approval.channel}): "
-        f"{approval.reason}",
-    )
+    status, reason = stopped_at_gate(gate, approval)
+    finish_run(handle, status, reason=reason)
     return False
 
 

@@ -143,9 +143,22 @@ def policy_decision(mode: GateMode, source: str) -> ApprovalDecision | None:
 
 
 def timeout_decision() -> ApprovalDecision:
-    """The decision a gate's expired timeout stands for: a rejection with reason ``timeout``."""
+    """The decision a gate's deadline stands for when nobody decided: ``expired`` (its own
+    decision, not a rejection), reason ``timeout``."""
     return ApprovalDecision(
-        decision=Decision.REJECT, approver=ACTOR, reason=TIMEOUT_REASON, channel=Channel.TIMEOUT
+        decision=Decision.EXPIRED, approver=ACTOR, reason=TIMEOUT_REASON, channel=Channel.TIMEOUT
+    )
+
+
+def stopped_at_gate(gate: Gate, approval: Approval) -> tuple[RunStatus, str]:
+    """How a run ends at a gate that was not approved: ``expired`` with its deadline when
+    nobody decided in time, else ``rejected`` with who rejected it and why."""
+    if approval.decision is Decision.EXPIRED:
+        return RunStatus.EXPIRED, (
+            f"{gate.value} expired: no decision within {approval.timeout_seconds} s"
+        )
+    return RunStatus.REJECTED, (
+        f"{gate.value} rejected by {approval.approver} ({approval.channel}): {approval.reason}"
     )
 
 

@@ -240,7 +240,7 @@ def check_run_id(workspace: Workspace, task_id: str, run_id: str) -> bool:
     return bool(owners)
 
 
-FINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.REJECTED})
+FINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.REJECTED, RunStatus.EXPIRED})
 """A run that ended so is returned by :func:`resume_run` as it is."""
 
 VERDICT_FAILURE = "RunFailed"
@@ -249,7 +249,7 @@ work again gives the same verdict, so such a run stays failed on resume."""
 
 
 def continues_on_resume(manifest: RunManifest) -> bool:
-    """True unless the run succeeded, was rejected, or failed by a verdict.
+    """True unless the run succeeded, was rejected, expired, or failed by a verdict.
 
     A run that failed by an error (a model outage, a timeout, Vault down) is continued:
     its failed step is redone, its done steps skipped.
@@ -266,8 +266,8 @@ def continues_on_resume(manifest: RunManifest) -> bool:
 
 def resume_run(workspace: Workspace, run: str, *, flow_run_id: str | None = None) -> RunHandle:
     """Reopen an existing run to continue it: one that was killed, paused, or failed by an
-    error (its failed step is redone, its done steps skipped). A succeeded or rejected
-    run, or one its tests or reviewer failed, is returned as it is
+    error (its failed step is redone, its done steps skipped). A succeeded, rejected or
+    expired run, or one its tests or reviewer failed, is returned as it is
     (:func:`continues_on_resume`).
 
     Raises:

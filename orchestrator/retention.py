@@ -2,8 +2,8 @@
 
 A run leaves one worktree per subtask and one for its result under
 ``<home>/work/<task>/<run>/``, a branch per subtask and a result branch. Once the run
-is finished for good (succeeded, rejected, or failed by a verdict: nothing resumes it,
-see :func:`orchestrator.lifecycle.continues_on_resume`), :func:`collect` removes
+is finished for good (succeeded, rejected, expired, or failed by a verdict: nothing
+resumes it, see :func:`orchestrator.lifecycle.continues_on_resume`), :func:`collect` removes
 
 - each of its worktrees that is clean (no modified or untracked file; ignored files
   are not work) and unlocked, and whose commit the result branch (or the base commit)

@@ -69,6 +69,17 @@ class Settings(BaseSettings):
         default=None,
         description="Price table of the models (default: the one shipped with the package).",
     )
+    gate_warning_seconds: int = Field(
+        default=600,
+        ge=0,
+        description="Seconds before a gate's deadline that one warning notification goes "
+        "out (docs/approvals.md); 0: none. Gates that wait no longer than this get none.",
+    )
+    notify_block: str | None = Field(
+        default=None,
+        description="The Prefect notification block the notification automations send "
+        "through, as <block type>/<name> (orchestrator setup automations, make serve).",
+    )
     budgets: dict[SafeId, TaskBudget] = Field(
         default_factory=dict,
         description="Default budget limits per environment, as JSON, e.g. "

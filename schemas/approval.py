@@ -19,8 +19,12 @@ class Gate(StrEnum):
 
 
 class Decision(StrEnum):
+    """What decided a gate: a person or the policy approves or rejects; a gate left to its
+    deadline ``expired`` (recorded as its own decision, never a rejection)."""
+
     APPROVE = "approve"
     REJECT = "reject"
+    EXPIRED = "expired"
 
 
 class Channel(StrEnum):
@@ -42,6 +46,8 @@ class ApprovalDecision(StrictModel):
     def _reason_on_reject(self) -> ApprovalDecision:
         if self.decision is Decision.REJECT and not self.reason.strip():
             raise ValueError("a reason is required to reject")
+        if (self.decision is Decision.EXPIRED) != (self.channel is Channel.TIMEOUT):
+            raise ValueError("only a timeout expires a gate (decision expired, channel timeout)")
         return self
 
 

@@ -24,10 +24,22 @@ class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     REJECTED = "rejected"
+    EXPIRED = "expired"
+    """A gate's deadline passed with no decision: the run stopped there."""
 
     @property
     def finished(self) -> bool:
-        return self in {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.REJECTED}
+        return self in {
+            RunStatus.SUCCEEDED,
+            RunStatus.FAILED,
+            RunStatus.REJECTED,
+            RunStatus.EXPIRED,
+        }
+
+    @property
+    def stopped(self) -> bool:
+        """Stopped at a gate: rejected there, or its deadline passed."""
+        return self in {RunStatus.REJECTED, RunStatus.EXPIRED}
 
 
 class StepStatus(StrEnum):

@@ -135,7 +135,8 @@ class ExecutionSettings(StrictModel):
 
 
 class GateTimeouts(StrictModel):
-    """Seconds a gate waits for a person before it counts as rejected (reason ``timeout``)."""
+    """Seconds a gate waits for a person before it expires (decision ``expired``; the run
+    ends ``expired``)."""
 
     plan: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
     handover: int = Field(default=3600, ge=1, le=7 * 24 * 3600)

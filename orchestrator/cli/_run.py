@@ -124,7 +124,7 @@ def run_pipeline(**parameters: Any) -> str:
     with _ephemeral_margin(), heartbeat_settings(), _our_errors_without_tracebacks():
         state = asyncio.run(flow_state())
     if state.is_cancelled() and isinstance(data := state.result(raise_on_failure=False), dict):
-        return str(data["run_id"])  # a rejected run: its summary rides on the named state
+        return str(data["run_id"])  # a stopped run: its summary rides on the named state
     try:
         summary: dict[str, Any] = state.result(raise_on_failure=True)
     except RunFailedError as exc:
@@ -204,8 +204,9 @@ def _run_pipeline(**parameters: Any) -> None:
             run_id=run_id,
             reason=manifest.status_reason or "unknown",
         )
-    if manifest.status is RunStatus.REJECTED:
-        raise OrchestratorError(f"run {run_id} was rejected: {manifest.status_reason}")
+    if manifest.status.stopped:
+        verb = "expired" if manifest.status is RunStatus.EXPIRED else "was rejected"
+        raise OrchestratorError(f"run {run_id} {verb}: {manifest.status_reason}")
 
 
 def print_outcome(workspace: Workspace, run_id: str) -> RunManifest:

@@ -89,6 +89,15 @@ def serve(
             "0: no limit.",
         ),
     ] = None,
+    notify_webhook: Annotated[
+        str | None,
+        typer.Option(
+            "--notify-webhook",
+            envvar="ORCHESTRATOR_NOTIFY_WEBHOOK",
+            help="POST a notification here (JSON: subject, body, text) when a run waits for "
+            "a person and before a gate's deadline; default: no notifications.",
+        ),
+    ] = None,
 ) -> None:
     """Start the local dev stack: Prefect server and UI, worker, Vault, Runs API, model.
 
@@ -109,10 +118,12 @@ def serve(
         project_dir=project_dir,
         database=chosen,
         max_runs=limit,
+        notify_webhook=notify_webhook,
     )
     _say(f"starting the dev stack in {state_dir} (logs in {state_dir / 'logs'}) ...")
     info = stack.start()
     _print_info(info)
+    _say(f"notifications: {notify_webhook or 'off (give --notify-webhook URL)'}")
 
 
 def stop(state_dir: StateDirOption = Path(".serve")) -> None:

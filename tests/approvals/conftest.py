@@ -182,9 +182,11 @@ class GateStack:
         *,
         prepare: Callable[[Path], None] | None = None,
         codex_block: str = "default",
+        env: dict[str, str] | None = None,
     ) -> PipelineRun:
         """``orchestrator run tests/approvals/tasks/<task>`` on a fresh sample repository
-        (changed by ``prepare`` first, when given), with the codex settings block named."""
+        (changed by ``prepare`` first, when given), with the codex settings block named and
+        ``env`` added to its environment."""
         run_id = f"{name}-{uuid.uuid4().hex[:6]}"
         repo = prepare_sample_repo(self.base / "repos" / run_id)
         if prepare is not None:
@@ -192,19 +194,28 @@ class GateStack:
         command = ["run", str(TASKS / task), "--repo", str(repo)]
         command += ["--run-id", run_id, "--env", "dev", "--cloud-block", ""]
         command += ["--codex-block", codex_block]
-        return self._spawn(command, run_id, repo, self.base / "logs" / f"{run_id}.log")
+        log = self.base / "logs" / f"{run_id}.log"
+        return self._spawn(command, run_id, repo, log, env=env)
 
     def resume(self, run: PipelineRun) -> PipelineRun:
         """``orchestrator resume RUN`` in a process of its own, logging after the run's log."""
         log = run.log.with_name(f"{run.log.stem}-resume{len(self.runs)}.log")
         return self._spawn(["resume", run.run_id, "--cloud-block", ""], run.run_id, run.repo, log)
 
-    def _spawn(self, args: list[str], run_id: str, repo: Path, log: Path) -> PipelineRun:
+    def _spawn(
+        self,
+        args: list[str],
+        run_id: str,
+        repo: Path,
+        log: Path,
+        *,
+        env: dict[str, str] | None = None,
+    ) -> PipelineRun:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("wb") as out:  # a session of its own: a kill takes its codex servers too
             process = subprocess.Popen(
                 [str(BIN / "orchestrator"), *args],
-                env=self.env(),
+                env={**self.env(), **(env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

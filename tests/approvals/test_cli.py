@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from typing import Any
 
@@ -133,27 +134,39 @@ def test_a_rejected_plan_ends_the_run_rejected_without_any_builder_request(
     assert "plan (reject by Ada (cli)" in after.stderr
 
 
-def test_a_plan_nobody_decides_in_time_is_rejected_with_reason_timeout(
-    gate_stack: GateStack,
-) -> None:
+def test_a_plan_nobody_decides_in_time_expires(gate_stack: GateStack) -> None:
     run = gate_stack.start("plan-timeout.yaml", "timeout")
     gate_stack.wait_for_gate(run, "plan")
 
     assert run.wait() == 1, run.output()
+    assert "expired: plan expired: no decision within 3 s" in run.output()
     manifest = gate_stack.manifest(run.run_id)
-    assert manifest.status is RunStatus.REJECTED
+    assert manifest.status is RunStatus.EXPIRED
+    assert manifest.status_reason == "plan expired: no decision within 3 s"
     plan = manifest.approval("plan")
     assert plan is not None
     assert (plan.decision, plan.reason, plan.channel) == (
-        Decision.REJECT,
+        Decision.EXPIRED,
         "timeout",
         Channel.TIMEOUT,
     )
     assert plan.timeout_seconds == 3
+    audit = (gate_stack.home / "out" / "audit.log").read_text()
+    decided = [json.loads(line) for line in audit.splitlines() if run.run_id in line]
+    assert [e["detail"]["decision"] for e in decided if e["event"] == "approval.decided"] == [
+        "expired"
+    ]
     late = gate_stack.cli_here("approve", run.run_id)
     assert late.returncode == 2
-    assert "reject by orchestrator (timeout)" in late.stderr
-    assert flow_run_state(gate_stack, run.run_id) == ("CANCELLED", "Expired")
+    assert "expired by orchestrator (timeout)" in late.stderr
+    state = pipeline_state(gate_stack, run.run_id)
+    assert (state["type"], state["name"]) == ("CANCELLED", "Expired")
+    assert state["message"] == "plan expired: no decision within 3 s"
+    shown = gate_stack.cli("show", run.run_id)
+    assert "status: expired" in shown.stdout
+    assert re.search(r"plan\W+expired\W+orchestrator\W+timeout", shown.stdout), shown.stdout
+    listed = gate_stack.cli("runs")
+    assert any(run.run_id in line and "expired" in line for line in listed.stdout.splitlines())
 
 
 def server_resume(stack: GateStack, flow_run_id: object, run_input: dict[str, str]) -> Any:
@@ -169,6 +182,12 @@ def server_resume(stack: GateStack, flow_run_id: object, run_input: dict[str, st
 
 def flow_run_state(stack: GateStack, run_id: str) -> tuple[str, str]:
     """The state type and name of the run's pipeline flow run (named ``<task>/<run>``)."""
+    state = pipeline_state(stack, run_id)
+    return str(state["type"]), str(state["name"])
+
+
+def pipeline_state(stack: GateStack, run_id: str) -> dict[str, Any]:
+    """The state of the run's pipeline flow run (named ``<task>/<run>``), as the API shows it."""
     response = httpx.post(
         f"{stack.server.api_url}/flow_runs/filter",
         json={"flow_runs": {"name": {"like_": run_id}}},
@@ -176,4 +195,4 @@ def flow_run_state(stack: GateStack, run_id: str) -> tuple[str, str]:
     )
     response.raise_for_status()
     [pipeline] = [r for r in response.json() if " " not in r["name"]]
-    return str(pipeline["state"]["type"]), str(pipeline["state"]["name"])
+    return dict(pipeline["state"])

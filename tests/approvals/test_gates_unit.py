@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import timedelta
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -28,6 +29,7 @@ from orchestrator.approvals import (
     plan_markdown,
     record_decision,
     request_approval,
+    stopped_at_gate,
     timeout_decision,
 )
 from orchestrator.cli import app
@@ -44,6 +46,7 @@ from schemas import (
     GateNotice,
     ResumeNotice,
     RunResult,
+    RunStatus,
     TaskSpec,
     WaitingGate,
     check_safe_id,
@@ -160,11 +163,35 @@ def test_a_tool_announces_its_channel_and_the_decision() -> None:
     assert not notice.describes(Decision.REJECT, "ada", "other")
 
 
-@pytest.mark.parametrize("channel", [Channel.POLICY, Channel.TIMEOUT])
-def test_only_a_person_resumes_a_gate(channel: Channel) -> None:
-    decision = ApprovalDecision(decision=Decision.APPROVE, approver="x", channel=channel)
+@pytest.mark.parametrize(
+    "decision",
+    [
+        ApprovalDecision(decision=Decision.APPROVE, approver="x", channel=Channel.POLICY),
+        timeout_decision(),
+    ],
+)
+def test_only_a_person_resumes_a_gate(decision: ApprovalDecision) -> None:
     with pytest.raises(InvalidInputError, match="resumed by a person"):
         form_input(decision)
+
+
+@pytest.mark.parametrize(
+    ("decision", "channel"),
+    [
+        (Decision.EXPIRED, Channel.CLI),
+        (Decision.EXPIRED, Channel.UI),
+        (Decision.REJECT, Channel.TIMEOUT),
+    ],
+)
+def test_only_a_timeout_expires_a_gate(decision: Decision, channel: Channel) -> None:
+    with pytest.raises(ValidationError, match="only a timeout expires a gate"):
+        ApprovalDecision(decision=decision, approver="x", reason="r", channel=channel)
+
+
+def test_the_form_offers_approve_and_reject_only() -> None:
+    assert form_schema()["properties"]["decision"]["enum"] == ["approve", "reject"]
+    with pytest.raises(ValidationError):
+        ApprovalForm(decision=Decision.EXPIRED, approver="ada", reason="late")
 
 
 def test_the_form_leaves_decision_and_approver_to_fill_in() -> None:
@@ -282,7 +309,11 @@ def test_command_answers_carry_the_decision_to_the_model(handle: RunHandle) -> N
     )
     expired = record_decision(handle, "command-c2", timeout_decision())
     assert answer_of(expired).reason == "no decision within 9s: denied (timeout)"
-    assert expired.channel is Channel.TIMEOUT and expired.reason == "timeout"
+    assert (expired.decision, expired.channel, expired.reason) == (
+        Decision.EXPIRED,
+        Channel.TIMEOUT,
+        "timeout",
+    )
 
 
 @pytest.mark.anyio
@@ -447,3 +478,57 @@ async def test_escalations_of_one_flow_run_are_asked_one_at_a_time(
     assert most == 1
     assert [a.approved for a in answers] == [True, True, True]
     assert {a.id for a in handle.read().approvals} == {"command-c1", "command-c2", "command-c3"}
+
+
+def test_a_run_stopped_at_a_gate_says_whether_it_expired_or_was_rejected(
+    handle: RunHandle,
+) -> None:
+    for approval_id in ("plan", "handover"):
+        request_approval(
+            handle, approval_id, Gate.PLAN, shown="x", timeout_seconds=9, flow_run_id=None
+        )
+    expired = record_decision(handle, "plan", timeout_decision())
+    assert stopped_at_gate(Gate.PLAN, expired) == (
+        RunStatus.EXPIRED,
+        "plan expired: no decision within 9 s",
+    )
+    rejected = record_decision(
+        handle,
+        "handover",
+        ApprovalDecision(
+            decision=Decision.REJECT, approver="ops", reason="no", channel=Channel.CLI
+        ),
+    )
+    assert stopped_at_gate(Gate.HANDOVER, rejected) == (
+        RunStatus.REJECTED,
+        "handover rejected by ops (cli): no",
+    )
+    assert RunStatus.EXPIRED.finished and RunStatus.EXPIRED.stopped
+
+
+@pytest.mark.anyio
+async def test_a_secret_never_reaches_the_gate_notice(
+    handle: RunHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = f"canary-{uuid4().hex}"
+    handle.workspace.redactor.register(secret)
+    notices: list[GateNotice] = []
+
+    async def ask(handle: RunHandle, notice: GateNotice, shown: str, form: object) -> Any:
+        notices.append(notice)
+        return ApprovalDecision(decision=Decision.APPROVE, approver="ada", channel=Channel.CLI)
+
+    monkeypatch.setattr(flows.gates, "_ask_a_person", ask)
+    await flows.gates.approval_gate(
+        handle,
+        "command-c9",
+        Gate.COMMAND,
+        shown="x",
+        mode=GateMode.REQUIRED,
+        timeout_seconds=9,
+        policy_source="test",
+        summary=f"command OUTSIDE the sandbox: curl -H 'token: {secret}'",
+    )
+    [notice] = notices  # what other processes read, and notifications send
+    assert secret not in notice.summary
+    assert notice.summary.startswith("command OUTSIDE the sandbox: curl -H 'token: ")
