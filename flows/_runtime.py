@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import anyio
@@ -29,6 +30,7 @@ from prefect.runtime import flow_run, task_run
 from agents.approvals import Approver, PolicyApprover
 from agents.backend import BackendSession
 from agents.backend import new_session as new_backend_session
+from agents.durable import kept_codex_home
 from agents.events import CodexEvent, EventCallback, ExecCommandBegin, ExecCommandEnd, PatchApplyEnd
 from agents.warm import WarmSessions
 from blocks import CodexServerSettings, VaultCredentials
@@ -169,19 +171,25 @@ async def run_broker(
 
 
 def new_session(
-    codex: CodexServerConfig, broker: CredentialBroker, approver: Approver
+    codex: CodexServerConfig,
+    broker: CredentialBroker,
+    approver: Approver,
+    *,
+    codex_home: Path | None = None,
 ) -> BackendSession:
     """An unopened session of the configured backend, with credentials from the broker only."""
     provider = codex.provider
     mapping = {provider.env_key: OPENAI_API_KEY} if provider.env_key else {}
     # Only the credentials: the session builds the rest of codex's environment itself.
-    return new_backend_session(codex, env=broker.subprocess_env(mapping), approver=approver)
+    env = broker.subprocess_env(mapping)
+    return new_backend_session(codex, env=env, approver=approver, codex_home=codex_home)
 
 
 async def run_sessions(
     handle: RunHandle, *, codex_block: str, vault_block: str
 ) -> WarmSessions | None:
-    """The run's codex sessions, started ahead of the calls (None outside a pipeline run)."""
+    """The run's codex sessions, started ahead of the calls (None outside a pipeline run,
+    and on ``app-server``, whose steps each run on a CODEX_HOME of their own)."""
     resources = _shared.get()
     if resources is None:
         return None
@@ -189,6 +197,8 @@ async def run_sessions(
     if key not in resources.sessions:
         manifest = handle.read()
         codex = (await codex_config(codex_block)).for_env(manifest.env)
+        if codex.backend == "app-server":
+            return None
         async with run_broker(vault_block, manifest.env, handle.workspace) as broker:
             approver = command_approver(handle, manifest.approval_policy, codex)
             resources.sessions[key] = WarmSessions(partial(new_session, codex, broker, approver))
@@ -208,8 +218,16 @@ class PhaseRuntime:
     """One budget gate at a time in this phase flow run (see ``enforce_budget``)."""
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[BackendSession]:
-        """A codex MCP server for one call: the run's next warm one, or one of its own."""
+    async def session(self, step_id: str) -> AsyncIterator[BackendSession]:
+        """A codex server for one call of step ``step_id``: on ``app-server`` one on the
+        step's kept CODEX_HOME (its thread can be resumed after a crash, see
+        ``agents.durable``); else the run's next warm one, or one of its own."""
+        if self.codex.backend == "app-server":
+            with kept_codex_home(self.handle, step_id) as home:
+                make = new_session(self.codex, self.broker, self.approver, codex_home=home)
+                async with make as session:
+                    yield session
+            return
         if self.sessions is not None:
             async with self.sessions.session() as session:
                 yield session
@@ -336,7 +354,7 @@ async def call_agent(
     """
     logger = run_logger()
     await enforce_budget(runtime.handle, runtime.budget_lock)
-    async with runtime.session() as session:
+    async with runtime.session(step_id) as session:
         result = await step(
             runtime.handle,
             session,
