@@ -354,16 +354,32 @@ async def call_agent(
     """
     logger = run_logger()
     await enforce_budget(runtime.handle, runtime.budget_lock)
-    async with runtime.session(step_id) as session:
-        result = await step(
-            runtime.handle,
-            session,
-            *args,
-            on_event=event_logger(logger, step_id),
-            task_run_id=current_task_run_id(),
-        )
+    attempts = _attempts(runtime.handle, step_id)
+    try:
+        async with runtime.session(step_id) as session:
+            result = await step(
+                runtime.handle,
+                session,
+                *args,
+                on_event=event_logger(logger, step_id),
+                task_run_id=current_task_run_id(),
+            )
+    finally:
+        _log_restart(logger, runtime.handle, step_id, attempts)
     await enforce_budget(runtime.handle, runtime.budget_lock)
     return result
+
+
+def _attempts(handle: RunHandle, step_id: str) -> int:
+    step = handle.read().step(step_id)
+    return step.attempt if step is not None else 0
+
+
+def _log_restart(logger: RunLogger, handle: RunHandle, step_id: str, attempts: int) -> None:
+    """Say how an attempt this call made after an interrupted one began (continued or redone)."""
+    step = handle.read().step(step_id)
+    if step is not None and step.attempt > attempts and step.restart is not None:
+        logger.info("%s: attempt %d %s", step_id, step.attempt, step.restart.reason)
 
 
 def agent_task(
