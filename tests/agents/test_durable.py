@@ -25,7 +25,7 @@ from agents.steps import build_step, build_step_id, plan_step
 from devstack.replay import ReplayServer, replay_config
 from orchestrator.lifecycle import RunHandle, start_run
 from orchestrator.workspace import Workspace
-from schemas import CodexServerConfig, CommandPolicy, ModelProvider, StepStatus
+from schemas import AgentStep, CodexServerConfig, CommandPolicy, ModelProvider, StepStatus
 from tests.helpers.canary import scan_paths_for
 
 from .conftest import EXAMPLES, SAMPLE_FIXTURES
@@ -80,8 +80,9 @@ def build_requests(replay: ReplayServer) -> list[int]:
 
 async def interrupted_after_the_patch(
     run: RunHandle, config: CodexServerConfig, replay: ReplayServer
-) -> None:
-    """Build until the patch is applied (the next model answer is then awaited), then stop."""
+) -> AgentStep:
+    """Build until the patch is applied (the next model answer is then awaited), then
+    stop; the step's record as the interruption left it."""
     patched = anyio.Event()
 
     async def on_event(event: CodexEvent) -> None:
@@ -94,6 +95,10 @@ async def interrupted_after_the_patch(
             await patched.wait()
         group.cancel_scope.cancel()
     assert build_requests(replay)[:1] == [0]
+    step = run.read().step(STEP)
+    assert step is not None and step.status is StepStatus.RUNNING
+    assert step.thread_id, "the thread id is recorded as soon as the thread starts"
+    return step
 
 
 def committed_files(run: RunHandle) -> list[str]:
@@ -120,10 +125,7 @@ async def test_an_interrupted_build_continues_its_thread_with_fewer_model_reques
     planned: RunHandle, config: CodexServerConfig, replay: ReplayServer
 ) -> None:
     run = planned
-    await interrupted_after_the_patch(run, config, replay)
-    step = run.read().step(STEP)
-    assert step is not None and step.status is StepStatus.RUNNING
-    assert step.thread_id, "the thread id is recorded as soon as the thread starts"
+    step = await interrupted_after_the_patch(run, config, replay)
     home = step_codex_home(run, STEP)
     assert list(home.glob("sessions/**/rollout-*.jsonl")), "the kept home holds the thread"
     assert scan_paths_for(CANARY, [home]) == [], "no credential in the kept CODEX_HOME"
@@ -147,9 +149,7 @@ async def test_without_its_codex_home_an_interrupted_build_is_redone_from_the_st
     planned: RunHandle, config: CodexServerConfig, replay: ReplayServer
 ) -> None:
     run = planned
-    await interrupted_after_the_patch(run, config, replay)
-    interrupted = run.read().step(STEP)
-    assert interrupted is not None and interrupted.thread_id
+    interrupted = await interrupted_after_the_patch(run, config, replay)
     shutil.rmtree(step_codex_home(run, STEP))
     before = len(build_requests(replay))
 
