@@ -433,8 +433,8 @@ class AppServerSession(OwnedSession):
             params = message.get("params")
             item = params.get("item") if isinstance(params, Mapping) else None
             if isinstance(item, Mapping) and item.get("type") == "commandExecution":
-                # Recorded before anyone hears of the command, so it is swept if codex dies.
-                self._process.record_descendants()
+                # Recorded soon after codex spawns it, so it is swept if codex dies.
+                self._process.scan_soon()
 
     def _on_notification(self, method: str, params: Mapping[str, Any]) -> None:
         running = self._running.get(str(params.get("threadId", "")))
