@@ -92,15 +92,23 @@ def sweep_orphaned_homes(parent: Path) -> list[Path]:
     return removed
 
 
-def check_not_temp(home: Path) -> None:
-    """Refuse a CODEX_HOME under /tmp or the temp dir: codex's sandbox breaks there."""
-    resolved = Path(os.path.realpath(home))
+def temp_dir_above(path: Path) -> Path | None:
+    """/tmp or the system temp dir when ``path`` lies in it (symlinks resolved), else None."""
+    resolved = Path(os.path.realpath(path))
     for temp in {Path("/tmp"), Path(os.path.realpath(tempfile.gettempdir()))}:
         if resolved == temp or temp in resolved.parents:
-            raise InvalidInputError(
-                f"CODEX_HOME {home} is under {temp}: codex cannot install its sandbox "
-                "helper there; use a directory elsewhere (default ~/.cache/codex-orchestrator)"
-            )
+            return temp
+    return None
+
+
+def check_not_temp(home: Path) -> None:
+    """Refuse a CODEX_HOME under /tmp or the temp dir: codex's sandbox breaks there."""
+    temp = temp_dir_above(home)
+    if temp is not None:
+        raise InvalidInputError(
+            f"CODEX_HOME {home} is under {temp}: codex cannot install its sandbox "
+            "helper there; use a directory elsewhere (default ~/.cache/codex-orchestrator)"
+        )
 
 
 def write_config(home: Path, config: CodexServerConfig) -> Path:

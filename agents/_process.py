@@ -46,6 +46,9 @@ _POLL = 0.01
 _STDERR_TAIL_BYTES = 8192
 DESCENDANT_SCAN_INTERVAL = 0.5
 """How often the process tree under the server is recorded, to sweep it if the server dies."""
+SPAWN_DELAY = 0.05
+"""After :meth:`CodexProcess.scan_soon`: the server says it starts a command just before
+it spawns it."""
 
 _PIPE_ERRORS = (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError)
 
@@ -61,6 +64,7 @@ class CodexProcess:
     _stderr: deque[bytes] = field(default_factory=lambda: deque(maxlen=64))
     _known: dict[int, int] = field(default_factory=dict)
     stdout_closed: anyio.Event = field(default_factory=anyio.Event)
+    _wake: anyio.Event = field(default_factory=anyio.Event)
 
     @property
     def pid(self) -> int:
@@ -102,6 +106,11 @@ class CodexProcess:
         if self.process.returncode is None:
             self._known.update(descendants(self.pid))
 
+    def scan_soon(self) -> None:
+        """Record the process tree shortly, in the background: the server is starting a
+        command (the scan reads every process's stat, too slow for the line reader)."""
+        self._wake.set()
+
     async def _pump_stdout(self) -> None:
         assert self.process.stdout is not None
         buffer = b""
@@ -115,6 +124,7 @@ class CodexProcess:
             pass
         finally:
             self.stdout_closed.set()
+            self._wake.set()
             # The server is gone or going: what it started must not outlive it. Swept
             # before the lines end, so a call that fails on it finds it done.
             self.record_descendants()
@@ -129,9 +139,15 @@ class CodexProcess:
 
     async def _watch_descendants(self) -> None:
         while not self.stdout_closed.is_set():
-            self.record_descendants()
+            if self.process.returncode is None:
+                # In a thread: a scan takes ~20-40 ms on a busy machine, which the event
+                # loop (the server's lines, the turns) should not wait for.
+                self._known.update(await anyio.to_thread.run_sync(descendants, self.pid))
             with anyio.move_on_after(DESCENDANT_SCAN_INTERVAL):
-                await self.stdout_closed.wait()
+                await self._wake.wait()
+            if self._wake.is_set() and not self.stdout_closed.is_set():
+                self._wake = anyio.Event()
+                await anyio.sleep(SPAWN_DELAY)
 
     async def shutdown(self) -> None:
         """Stop the server: EOF on stdin, then TERM, then KILL; sweep what it left."""

@@ -22,7 +22,6 @@ person's reason is kept in the turn's approvals and commands only.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
@@ -31,7 +30,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import anyio
-from codex_cli_bin import bundled_path_dir
 from openai_codex.generated import v2_all as wire
 from pydantic import BaseModel
 
@@ -43,7 +41,7 @@ from ._appserver_events import QUIET_METHODS, EventReader, approval_request
 from ._calls import CallState, decide, delivering
 from ._home import private_codex_home
 from ._jsonrpc import ConnectionClosedError, JsonObject, JsonRpcConnection, RpcError
-from ._launch import resolve_app_server_command, server_environment
+from ._launch import resolve_app_server_command, server_environment, with_bundled_tools
 from ._owned import OwnedSession
 from ._process import CodexProcess, open_codex_process
 from .approvals import Approver
@@ -119,6 +117,7 @@ class AppServerSession(OwnedSession):
         self._reader = EventReader()
         self._running: dict[str, _RunningTurn] = {}
         self._threads: set[str] = set()
+        self._resumed_cwd: dict[str, str] = {}
         self.codex_version: str | None = None
         """The codex version the server reported when it started."""
 
@@ -147,7 +146,7 @@ class AppServerSession(OwnedSession):
         command = [resolve_app_server_command(config), "app-server", "--strict-config"]
         home = stack.enter_context(private_codex_home(config, path=self._launch.codex_home))
         self._home = home
-        env = _with_bundled_tools(server_environment(home, self._launch.env))
+        env = with_bundled_tools(server_environment(home, self._launch.env))
         try:
             self._process = await stack.enter_async_context(
                 open_codex_process(command, env=env, cwd=home)
@@ -231,8 +230,28 @@ class AppServerSession(OwnedSession):
                 or the turn failed.
             AgentTimeoutError: the turn took longer than ``timeout`` (default: the config's).
         """
-        call = CallState(tool="codex-reply", cwd=self._turns.cwd_of(thread_id))
+        cwd = self._turns.cwd_of(thread_id) or self._resumed_cwd.get(thread_id)
+        call = CallState(tool="codex-reply", cwd=cwd)
         return await self._call(call, prompt, thread=thread_id, deadline=timeout, on_event=on_event)
+
+    async def resume_thread(self, thread_id: str) -> None:
+        """Load thread ``thread_id``, begun by an earlier server on this CODEX_HOME, so
+        that a ``reply`` continues it.
+
+        Raises:
+            AgentServerError: the server cannot resume it (e.g. "no rollout found": its
+                CODEX_HOME no longer holds it), is not running, or died.
+            AgentTimeoutError: no answer within ``startup_timeout_seconds``.
+        """
+        call = CallState(tool="thread/resume", cwd=None)
+        seconds = self.config.startup_timeout_seconds
+        try:
+            with anyio.fail_after(seconds):
+                await self._resume(call, thread_id)
+        except TimeoutError as exc:
+            message = f"codex app-server did not resume thread {thread_id} within {seconds:g}s"
+            raise AgentTimeoutError(message, tool=call.tool) from exc
+        self._resumed_cwd[thread_id] = call.cwd or ""
 
     async def _call(
         self,
@@ -425,8 +444,8 @@ class AppServerSession(OwnedSession):
             params = message.get("params")
             item = params.get("item") if isinstance(params, Mapping) else None
             if isinstance(item, Mapping) and item.get("type") == "commandExecution":
-                # Recorded before anyone hears of the command, so it is swept if codex dies.
-                self._process.record_descendants()
+                # Recorded soon after codex spawns it, so it is swept if codex dies.
+                self._process.scan_soon()
 
     def _on_notification(self, method: str, params: Mapping[str, Any]) -> None:
         running = self._running.get(str(params.get("threadId", "")))
@@ -479,11 +498,3 @@ def _version_of(user_agent: str) -> str | None:
     first = user_agent.split(" ", 1)[0]
     _, _, version = first.partition("/")
     return version or None
-
-
-def _with_bundled_tools(env: dict[str, str]) -> dict[str, str]:
-    """``env`` with the wheel's helper tools (its ``rg``) at the end of PATH."""
-    tools = bundled_path_dir()
-    if tools is not None:
-        env["PATH"] = os.pathsep.join(p for p in (env.get("PATH", ""), str(tools)) if p)
-    return env

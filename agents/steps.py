@@ -4,8 +4,8 @@ Each function is what one Prefect task of a phase flow does, as plain async code
 check the resume rule (a step recorded done whose output artifact still has its
 hash is skipped and its output reloaded), record the step as started, make the
 role call, write the output artifact, and record the outcome. A step redone after
-a crash starts a new codex thread (threads do not survive a server restart) from a
-clean worktree, with a note in the prompt.
+a crash mid-call continues its thread on ``app-server`` (:mod:`agents.durable`), or
+starts a new codex thread from a clean worktree with a note in the prompt.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from orchestrator.lifecycle import (
 from orchestrator.runstore import Mutation
 from schemas import (
     AgentRole,
-    AgentStep,
     CommandRecord,
     PhaseName,
     Plan,
@@ -49,6 +48,7 @@ from schemas import (
 )
 
 from .backend import AgentSession
+from .durable import begin_attempt, kept_worktree
 from .events import EventCallback
 from .roles import RoleOutcome, run_builder, run_planner, run_reviewer, run_tester
 
@@ -56,10 +56,6 @@ PLAN_STEP, TEST_STEP, REVIEW_STEP = "plan", "test", "review"
 PLAN_ARTIFACT = "plan.json"
 TEST_ARTIFACT = "test-report.json"
 REVIEW_ARTIFACT = "review.json"
-REDO_NOTE = (
-    "Note: an earlier attempt of this step was interrupted and has been discarded; "
-    "the working tree is clean again. Do the whole step from the start."
-)
 
 
 def build_step_id(subtask_id: str) -> str:
@@ -84,11 +80,6 @@ def result_worktree_path(handle: RunHandle) -> Path:
 
 def _repo(manifest: RunManifest) -> Path:
     return Path(manifest.task.repo_path)
-
-
-def _redo_context(step: AgentStep) -> str:
-    """A note for a step that is being redone (its earlier attempt was interrupted)."""
-    return REDO_NOTE if step.attempt > 1 else ""
 
 
 def _backend(step_id: str, session: AgentSession, also: Mutation | None = None) -> Mutation:
@@ -144,9 +135,9 @@ async def plan_step(
         return Plan.model_validate_json(handle.read_artifact(done))
     manifest = handle.read()
     spec = manifest.task.spec
-    step = begin_step(
-        handle, PhaseName.PLAN, PLAN_STEP, AgentRole.PLANNER, also=_backend(PLAN_STEP, session)
-    )
+    attempt = await begin_attempt(handle, PLAN_STEP, session, on_event=on_event)
+    also = _backend(PLAN_STEP, session, attempt.record(PLAN_STEP))
+    begin_step(handle, PhaseName.PLAN, PLAN_STEP, AgentRole.PLANNER, also=also)
     try:
         if spec.subtasks:
             plan = Plan(
@@ -156,11 +147,11 @@ async def plan_step(
         else:
             catalog = codemod_catalog(handle.workspace.settings)
             role = await run_planner(
-                session,
+                attempt.session,
                 spec,
                 repo=_repo(manifest),
-                context=_context(_redo_context(step), catalog),
-                on_event=on_event,
+                context=_context(attempt.note, catalog),
+                on_event=attempt.on_event,
             )
             plan, outcome = role.output, _outcome(role, session)
     except Exception as exc:
@@ -228,29 +219,30 @@ async def build_step(
         return _subtask(handle, subtask_id)
     manifest = handle.read()
     record = _subtask(handle, subtask_id)
-    worktree = fresh_worktree(
+    kept = kept_worktree(_repo(manifest), record)
+    redo_because = kept if isinstance(kept, str) else None
+    attempt = await begin_attempt(
+        handle, step_id, session, on_event=on_event, redo_because=redo_because
+    )
+    worktree = kept if attempt.continued and isinstance(kept, Worktree) else None
+    worktree = worktree or fresh_worktree(
         _repo(manifest),
         handle.work_dir / "subtasks" / subtask_id,
         subtask_branch(handle, subtask_id),
         manifest.task.base_commit,
     )
     running = _subtask_marker(subtask_id, StepStatus.RUNNING, worktree=worktree, count_call=True)
-    step = begin_step(
-        handle,
-        PhaseName.BUILD,
-        step_id,
-        AgentRole.BUILDER,
-        also=_backend(step_id, session, running),
-    )
+    also = _backend(step_id, session, attempt.record(step_id, also=running))
+    begin_step(handle, PhaseName.BUILD, step_id, AgentRole.BUILDER, also=also)
     try:
         codemods = apply_codemods(handle.workspace.settings, record.codemods, worktree, subtask_id)
         role = await run_builder(
-            session,
+            attempt.session,
             manifest.task.spec,
             _spec_of(record),
             worktree=worktree.path,
-            context=_context(_redo_context(step), codemods.prompt_note()),
-            on_event=on_event,
+            context=_context(attempt.note, codemods.prompt_note()),
+            on_event=attempt.on_event,
         )
         commit, changed = commit_all(worktree, f"{subtask_id}: {record.title}")
     except Exception as exc:
@@ -383,16 +375,16 @@ async def test_step(
         return TestReport.model_validate_json(handle.read_artifact(done))
     worktree = result_worktree(handle)
     manifest = handle.read()
-    step = begin_step(
-        handle, PhaseName.TEST, TEST_STEP, AgentRole.TESTER, also=_backend(TEST_STEP, session)
-    )
+    attempt = await begin_attempt(handle, TEST_STEP, session, on_event=on_event)
+    also = _backend(TEST_STEP, session, attempt.record(TEST_STEP))
+    begin_step(handle, PhaseName.TEST, TEST_STEP, AgentRole.TESTER, also=also)
     try:
         role = await run_tester(
-            session,
+            attempt.session,
             manifest.task.spec,
             repo=worktree.path,
-            context=_redo_context(step),
-            on_event=on_event,
+            context=attempt.note,
+            on_event=attempt.on_event,
         )
         lint = run_linters(handle.workspace.settings, manifest.task.spec.linters, worktree)
     except Exception as exc:
@@ -434,22 +426,18 @@ async def review_step(
     test_report = TestReport.model_validate_json(handle.read_artifact(test_record))
     worktree = result_worktree(handle)
     change = diff(worktree.path, manifest.task.base_commit, manifest.result.commit)
-    step = begin_step(
-        handle,
-        PhaseName.REVIEW,
-        REVIEW_STEP,
-        AgentRole.REVIEWER,
-        also=_backend(REVIEW_STEP, session),
-    )
+    attempt = await begin_attempt(handle, REVIEW_STEP, session, on_event=on_event)
+    also = _backend(REVIEW_STEP, session, attempt.record(REVIEW_STEP))
+    begin_step(handle, PhaseName.REVIEW, REVIEW_STEP, AgentRole.REVIEWER, also=also)
     try:
         role = await run_reviewer(
-            session,
+            attempt.session,
             manifest.task.spec,
             repo=worktree.path,
             diff=change,
             test_report=test_report,
-            context=_redo_context(step),
-            on_event=on_event,
+            context=attempt.note,
+            on_event=attempt.on_event,
         )
     except Exception as exc:
         fail_step(handle, PhaseName.REVIEW, REVIEW_STEP, exc)

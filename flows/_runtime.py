@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import anyio
@@ -30,6 +31,7 @@ from agents.approvals import Approver, PolicyApprover
 from agents.backend import BackendSession
 from agents.backend import new_session as new_backend_session
 from agents.budget_watch import TurnWatch
+from agents.durable import kept_codex_home
 from agents.events import CodexEvent, EventCallback, ExecCommandBegin, ExecCommandEnd, PatchApplyEnd
 from agents.warm import WarmSessions
 from blocks import CodexServerSettings, VaultCredentials
@@ -171,19 +173,25 @@ async def run_broker(
 
 
 def new_session(
-    codex: CodexServerConfig, broker: CredentialBroker, approver: Approver
+    codex: CodexServerConfig,
+    broker: CredentialBroker,
+    approver: Approver,
+    *,
+    codex_home: Path | None = None,
 ) -> BackendSession:
     """An unopened session of the configured backend, with credentials from the broker only."""
     provider = codex.provider
     mapping = {provider.env_key: OPENAI_API_KEY} if provider.env_key else {}
     # Only the credentials: the session builds the rest of codex's environment itself.
-    return new_backend_session(codex, env=broker.subprocess_env(mapping), approver=approver)
+    env = broker.subprocess_env(mapping)
+    return new_backend_session(codex, env=env, approver=approver, codex_home=codex_home)
 
 
 async def run_sessions(
     handle: RunHandle, *, codex_block: str, vault_block: str
 ) -> WarmSessions | None:
-    """The run's codex sessions, started ahead of the calls (None outside a pipeline run)."""
+    """The run's codex sessions, started ahead of the calls (None outside a pipeline run,
+    and on ``app-server``, whose steps each run on a CODEX_HOME of their own)."""
     resources = _shared.get()
     if resources is None:
         return None
@@ -191,6 +199,8 @@ async def run_sessions(
     if key not in resources.sessions:
         manifest = handle.read()
         codex = (await codex_config(codex_block)).for_env(manifest.env)
+        if codex.backend == "app-server":
+            return None
         async with run_broker(vault_block, manifest.env, handle.workspace) as broker:
             approver = command_approver(handle, manifest.approval_policy, codex)
             resources.sessions[key] = WarmSessions(partial(new_session, codex, broker, approver))
@@ -210,8 +220,16 @@ class PhaseRuntime:
     """One budget gate at a time in this phase flow run (see ``enforce_budget``)."""
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[BackendSession]:
-        """A codex MCP server for one call: the run's next warm one, or one of its own."""
+    async def session(self, step_id: str) -> AsyncIterator[BackendSession]:
+        """A codex server for one call of step ``step_id``: on ``app-server`` one on the
+        step's kept CODEX_HOME (its thread can be resumed after a crash, see
+        ``agents.durable``); else the run's next warm one, or one of its own."""
+        if self.codex.backend == "app-server":
+            with kept_codex_home(self.handle, step_id) as home:
+                make = new_session(self.codex, self.broker, self.approver, codex_home=home)
+                async with make as session:
+                    yield session
+            return
         if self.sessions is not None:
             async with self.sessions.session() as session:
                 yield session
@@ -342,17 +360,21 @@ async def call_agent(
     logger = run_logger()
     while True:
         await enforce_budget(runtime.handle, runtime.budget_lock)
-        async with runtime.session() as session:
-            price = pricer(runtime.handle, session.config.model)
-            watch = TurnWatch(call_allowance(runtime.handle), price=price)
-            with watch.scope:
-                return_value = await step(
-                    runtime.handle,
-                    session,
-                    *args,
-                    on_event=watch.watching(event_logger(logger, step_id)),
-                    task_run_id=current_task_run_id(),
-                )
+        attempts = _attempts(runtime.handle, step_id)
+        try:
+            async with runtime.session(step_id) as session:
+                price = pricer(runtime.handle, session.config.model)
+                watch = TurnWatch(call_allowance(runtime.handle), price=price)
+                with watch.scope:
+                    return_value = await step(
+                        runtime.handle,
+                        session,
+                        *args,
+                        on_event=watch.watching(event_logger(logger, step_id)),
+                        task_run_id=current_task_run_id(),
+                    )
+        finally:
+            _log_restart(logger, runtime.handle, step_id, attempts)
         if not watch.interrupted:
             break
         assert watch.reason is not None
@@ -366,6 +388,18 @@ async def call_agent(
         logger.warning("%s: interrupted by the budget: %s", step_id, watch.reason)
     await enforce_budget(runtime.handle, runtime.budget_lock)
     return return_value
+
+
+def _attempts(handle: RunHandle, step_id: str) -> int:
+    step = handle.read().step(step_id)
+    return step.attempt if step is not None else 0
+
+
+def _log_restart(logger: RunLogger, handle: RunHandle, step_id: str, attempts: int) -> None:
+    """Say how an attempt this call made after an interrupted one began (continued or redone)."""
+    step = handle.read().step(step_id)
+    if step is not None and step.attempt > attempts and step.restart is not None:
+        logger.info("%s: attempt %d %s", step_id, step.attempt, step.restart.reason)
 
 
 def agent_task(

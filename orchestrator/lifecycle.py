@@ -349,7 +349,8 @@ def begin_step(
         step.status = StepStatus.RUNNING
         step.attempt += 1
         step.started_at = utc_now()
-        step.finished_at = step.duration_ms = step.error = None
+        step.finished_at = step.duration_ms = step.error = step.restart = None
+        step.thread_id = None  # the new attempt's, once its thread starts
         step.commands, step.patches, step.tokens = [], [], TokenUsage()
         step.model, step.cost_usd = None, 0.0
         if also is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 _GONE_STATES = frozenset({"Z", "X"})  # zombie, dead
 
@@ -29,14 +28,29 @@ class ProcessInfo:
 
 def process_info(pid: int) -> ProcessInfo | None:
     """What ``/proc/<pid>/stat`` says, or None when there is no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    except OSError:
+    stat = _read_stat(pid)
+    if stat is None:
         return None
-    fields = stat.rpartition(")")[2].split()  # the command name may hold spaces and ')'
+    fields = stat.rpartition(b")")[2].split()  # the command name may hold spaces and ')'
     if len(fields) < 20:
         return None
-    return ProcessInfo(pid, fields[0], int(fields[1]), int(fields[3]), int(fields[19]))
+    state = fields[0].decode("ascii", "replace")
+    return ProcessInfo(pid, state, int(fields[1]), int(fields[3]), int(fields[19]))
+
+
+def _read_stat(pid: int) -> bytes | None:
+    # Plain os calls: a scan of the table reads every process's stat, often (at each
+    # agent command), and pathlib and a text wrapper made it ~4 times slower.
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def start_ticks(pid: int) -> int:

@@ -166,6 +166,17 @@ class UsageTotals(StrictModel):
         )
 
 
+class StepRestart(StrictModel):
+    """How an attempt began that follows one interrupted mid-call (a killed run resumed)."""
+
+    thread_id: str = Field(description="The interrupted attempt's codex thread.")
+    continued: bool = Field(
+        description="True: that thread was resumed in a new server and went on; false: the "
+        "step was redone from the start, on a new thread and a clean working tree."
+    )
+    reason: str = Field(max_length=2000, description="Why it was continued or redone.")
+
+
 class AgentStep(StrictModel):
     """One agent call (one Prefect task): the unit that resume skips when done."""
 
@@ -183,7 +194,13 @@ class AgentStep(StrictModel):
         max_length=64,
         description="The codex version the backend's server reported for that attempt.",
     )
-    thread_id: str | None = None
+    thread_id: str | None = Field(
+        default=None, description="The codex thread of the latest attempt, once it started."
+    )
+    restart: StepRestart | None = Field(
+        default=None,
+        description="How the latest attempt began after an interrupted one; null otherwise.",
+    )
     task_run_id: str | None = Field(default=None, description="Prefect task run id.")
     prompt_sha256: Sha256 | None = None
     commands: list[CommandRecord] = Field(default_factory=list)

@@ -26,9 +26,9 @@ import anyio
 import pytest
 
 from agents import CodexSession
+from agents.durable import REDO_NOTE
 from agents.steps import (
     PLAN_ARTIFACT,
-    REDO_NOTE,
     build_step,
     merge_step,
     plan_step,

@@ -34,7 +34,7 @@ from orchestrator.lifecycle import RunHandle
 from orchestrator.runstore import load_manifest
 from orchestrator.settings import Settings
 from orchestrator.workspace import Workspace
-from schemas import RunManifest, WaitingGate
+from schemas import AgentBackend, PhaseName, RunManifest, WaitingGate
 from tests.conftest import EXAMPLES, free_port, sample_manifest
 
 HERE = Path(__file__).resolve().parent
@@ -309,22 +309,48 @@ def gate_stack(
     """Blocks saved as 'default' on the test server; runs killed at the end if still alive."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from blocks import CodexServerSettings, VaultCredentials
+    from blocks import VaultCredentials
 
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
         VaultCredentials(address=vault.address, role_id=vault.approle("dev").role_id).save(
             "default", overwrite=True
         )
-        CodexServerSettings.from_config(replay_config(escalation_replay.url)).save(
-            "default", overwrite=True
-        )
     stack = GateStack(
         prefect_server, escalation_replay, vault, tmp_path_factory.mktemp("approvals")
     )
+    save_codex_block(stack, "mcp")
     try:
         yield stack
     finally:
         stack.kill_runs()
+
+
+def save_codex_block(stack: GateStack, backend: AgentBackend) -> None:
+    """The 'default' codex block on the test server: the stack's replay, ``backend``."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from blocks import CodexServerSettings
+
+    config = replay_config(stack.replay.url, backend=backend)
+    with temporary_settings(updates={PREFECT_API_URL: stack.server.api_url}):
+        CodexServerSettings.from_config(config).save("default", overwrite=True)
+
+
+@pytest.fixture(params=["mcp", "app-server"])
+def backend(request: pytest.FixtureRequest, gate_stack: GateStack) -> Iterator[AgentBackend]:
+    """Each agent backend in turn for the runs of a test (the block says so); ``mcp``,
+    the default, again after it."""
+    name: AgentBackend = request.param
+    save_codex_block(gate_stack, name)
+    try:
+        yield name
+    finally:
+        save_codex_block(gate_stack, "mcp")
+
+
+def steps_backends(manifest: RunManifest) -> set[str | None]:
+    """The backend every agent step of ``manifest`` ran on."""
+    return {s.backend for phase in PhaseName for s in manifest.phases.get(phase).steps}
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from prefect.client.schemas import OrchestrationResult
 
-from schemas import Channel, Decision, Gate, RunStatus
+from schemas import AgentBackend, Channel, Decision, Gate, RunStatus
 
-from .conftest import GateStack
+from .conftest import GateStack, steps_backends
 
 pytestmark = [pytest.mark.integration]
 
@@ -30,7 +30,7 @@ def branches(run_repo: object, pattern: str) -> list[str]:
 
 
 def test_a_paused_plan_is_approved_from_another_process_and_the_run_completes(
-    gate_stack: GateStack,
+    gate_stack: GateStack, backend: AgentBackend
 ) -> None:
     run = gate_stack.start("plan-required.yaml", "approve-cli")
     waiting = gate_stack.wait_for_gate(run, "plan")
@@ -62,6 +62,7 @@ def test_a_paused_plan_is_approved_from_another_process_and_the_run_completes(
     assert run.wait() == 0, run.output()
     manifest = gate_stack.manifest(run.run_id)
     assert manifest.status is RunStatus.SUCCEEDED
+    assert steps_backends(manifest) == {backend}
     plan = manifest.approval("plan")
     assert plan is not None and plan.gate is Gate.PLAN
     assert (plan.decision, plan.approver, plan.channel) == (

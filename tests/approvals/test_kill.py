@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from flows.heartbeats import AUTOMATION_NAME, CRASH_MESSAGE
-from schemas import Channel, Decision, RunStatus, WaitingGate
+from schemas import AgentBackend, Channel, Decision, RunStatus, WaitingGate
 
-from .conftest import GATE_TIMEOUT, GateStack, PipelineRun
+from .conftest import GATE_TIMEOUT, GateStack, PipelineRun, steps_backends
 
 pytestmark = [pytest.mark.integration]
 
@@ -85,7 +85,7 @@ def killed_at_the_plan_gate(stack: GateStack, name: str) -> tuple[PipelineRun, U
 
 
 def test_a_run_killed_at_its_gate_crashes_then_resumes_and_is_decided_once(
-    gate_stack: GateStack, crash_automation: None
+    gate_stack: GateStack, crash_automation: None, backend: AgentBackend
 ) -> None:
     run, dead = killed_at_the_plan_gate(gate_stack, "kill-approve")
 
@@ -107,6 +107,7 @@ def test_a_run_killed_at_its_gate_crashes_then_resumes_and_is_decided_once(
     assert resumed.wait() == 0, resumed.output()
     manifest = gate_stack.manifest(run.run_id)
     assert manifest.status is RunStatus.SUCCEEDED
+    assert steps_backends(manifest) == {backend}
     plan = manifest.approval("plan")
     assert plan is not None
     assert (plan.decision, plan.approver, plan.channel) == (Decision.APPROVE, "Ada", Channel.CLI)
@@ -125,7 +126,7 @@ def test_a_run_killed_at_its_gate_crashes_then_resumes_and_is_decided_once(
 
 
 def test_resume_closes_the_pause_a_dead_process_left_and_asks_the_gate_once(
-    gate_stack: GateStack, crash_automation: None
+    gate_stack: GateStack, crash_automation: None, backend: AgentBackend
 ) -> None:
     run, dead = killed_at_the_plan_gate(gate_stack, "kill-resume")
     assert flow_run(gate_stack, dead)["state"]["type"] == "PAUSED"  # before the window ends
@@ -140,7 +141,9 @@ def test_resume_closes_the_pause_a_dead_process_left_and_asks_the_gate_once(
     rejected = gate_stack.cli("reject", run.run_id, "--reason", "not now", "--approver", "Bo")
     assert rejected.returncode == 0, rejected.stderr
     assert resumed.wait() == 1, resumed.output()
-    assert gate_stack.manifest(run.run_id).status is RunStatus.REJECTED
+    manifest = gate_stack.manifest(run.run_id)
+    assert manifest.status is RunStatus.REJECTED
+    assert steps_backends(manifest) == {backend}  # the planner's, before the gate
 
     for decide in (["approve", run.run_id], ["reject", run.run_id, "--reason", "again"]):
         refused = gate_stack.cli_here(*decide)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from agents.durable import step_codex_home
 from devstack.replay import replay_config
 from flows.pipeline import pipeline
+from orchestrator.lifecycle import RunHandle
 from orchestrator.literal import md_text
 from orchestrator.runstore import load_manifest
 from orchestrator.usage import usage_line
@@ -92,6 +94,9 @@ async def test_the_environment_picks_the_app_server_backend_end_to_end(stack: St
     assert len(steps) == 5 and all(s.tokens.total_tokens > 0 for s in steps)
     assert result_diff(stack.repo, manifest) == EXPECTED_DIFF.read_text()
     assert codex_servers_of(os.getpid(), b"app-server") == []
+    handle = RunHandle(stack.workspace, manifest.task_id, manifest.run_id)
+    homes = {step_codex_home(handle, s.id).parent for s in steps}
+    assert [h for h in homes if h.exists()] == [], "each step's CODEX_HOME goes with it"
 
 
 async def test_a_run_leaves_no_codex_server_or_home_behind(stack: Stack) -> None:

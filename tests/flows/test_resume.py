@@ -3,7 +3,9 @@
 Each test runs ``orchestrator run`` in a subprocess against the session's Prefect
 API, kills its whole process group at one point, then ``orchestrator resume``. The
 replay provider's request log shows that no agent step the manifest recorded as
-done before the kill is requested again.
+done before the kill is requested again. Each runs on both agent backends; killed
+mid-turn, a step on ``app-server`` continues its thread (fewer model requests than the
+clean redo ``mcp`` makes).
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from devstack.replay import ReplayServer, replay_config
 from orchestrator.runstore import load_manifest
-from schemas import RunManifest, RunStatus, StepStatus
+from schemas import AgentBackend, PhaseName, RunManifest, RunStatus, StepStatus
 from tests.conftest import EXAMPLES, PrefectApi
 from tests.flows.conftest import ORCHESTRATOR, Stack, cli_env, kill_group, start_cli
 
@@ -34,15 +37,27 @@ SCRIPT_OF_STEP = {
 KILL_DEADLINE_SECONDS = 90
 
 
+BUILD_SCRIPT_STEPS = 3
+"""build-slugify's model requests: its patch, its tests, its report."""
+
+
+@pytest.fixture(params=["mcp", "app-server"])
+def backend(request: pytest.FixtureRequest) -> AgentBackend:
+    name: AgentBackend = request.param
+    return name
+
+
 @pytest.fixture
-def slow_replay(stack: Stack, tmp_path: Path) -> Iterator[ReplayServer]:
-    """A replay provider of this test's own, slow enough (0.3 s a turn) to kill mid-step."""
+def slow_replay(stack: Stack, tmp_path: Path, backend: AgentBackend) -> Iterator[ReplayServer]:
+    """A replay provider of this test's own, slow enough (0.3 s a turn) to kill mid-step;
+    the 'default' codex block names it and ``backend``."""
     from blocks import CodexServerSettings
 
     with ReplayServer(
         EXAMPLES / "replay" / "sample", request_log=tmp_path / "requests.jsonl", latency=0.3
     ) as server:
-        CodexServerSettings.from_config(replay_config(server.url)).save("default", overwrite=True)
+        config = replay_config(server.url, backend=backend)
+        CodexServerSettings.from_config(config).save("default", overwrite=True)
         yield server
 
 
@@ -60,10 +75,21 @@ def requested(replay: ReplayServer, script: str) -> bool:
     return any(r.get("script") == script for r in replay.requests())
 
 
+def script_steps(requests: list[dict[str, Any]], script: str) -> list[int]:
+    """The script step each request of ``script`` was answered with, in order."""
+    return [r["step"] for r in requests if r.get("script") == script]
+
+
+def mid_build_turn(stack: Stack, replay: ReplayServer) -> bool:
+    """The slugify builder's patch is applied and its next model answer awaited."""
+    return len(script_steps(replay.requests(), SCRIPT_OF_STEP["build-slugify"])) >= 2
+
+
 KillPoint = Callable[[Stack, ReplayServer], bool]
 
 KILL_POINTS: dict[str, KillPoint] = {
     "during-plan": lambda stack, replay: requested(replay, SCRIPT_OF_STEP["plan"]),
+    "mid-build-turn": mid_build_turn,
     "between-builds": lambda stack, replay: (
         step_status(read_manifest(stack), "build-slugify") is StepStatus.SUCCEEDED
     ),
@@ -99,6 +125,7 @@ def test_killed_run_resumes_to_the_same_result_without_repeating_done_steps(
     kill_point: str,
     stack: Stack,
     slow_replay: ReplayServer,
+    backend: AgentBackend,
     prefect_api: PrefectApi,
     tmp_path: Path,
 ) -> None:
@@ -134,3 +161,22 @@ def test_killed_run_resumes_to_the_same_result_without_repeating_done_steps(
     assert all(s.builder_calls >= 1 for s in final.subtasks)
     for step_id in done_before:
         assert final.step(step_id).attempt == 1, step_id  # type: ignore[union-attr]
+    assert {s.backend for p in PhaseName for s in final.phases.get(p).steps} == {backend}
+    if kill_point == "mid-build-turn":
+        check_mid_turn_resume(final, backend, after)
+
+
+def check_mid_turn_resume(
+    final: RunManifest, backend: AgentBackend, after: list[dict[str, Any]]
+) -> None:
+    """On app-server the killed builder's thread went on: fewer model requests than the
+    clean redo, which mcp still makes (the whole script again, on a new thread)."""
+    redone = script_steps(after, SCRIPT_OF_STEP["build-slugify"])
+    step = final.step("build-slugify")
+    assert step is not None and step.attempt == 2
+    if backend == "app-server":
+        assert step.restart is not None and step.restart.continued, step.restart
+        assert 0 < len(redone) < BUILD_SCRIPT_STEPS and redone[0] > 0, redone
+    else:
+        assert step.restart is None or not step.restart.continued, step.restart
+        assert redone == list(range(BUILD_SCRIPT_STEPS)), redone

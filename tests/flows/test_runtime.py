@@ -40,7 +40,7 @@ async def test_codex_gets_the_model_key_and_none_of_our_environment(
             broker=broker,
             approver=DenyAllApprover(),
         )
-        async with runtime.session() as session:
+        async with runtime.session("plan") as session:
             assert session.pid is not None
             env = environ_of(session.pid)
 
