@@ -316,9 +316,8 @@ class AppServerSession(OwnedSession):
             if thread not in self._threads:
                 await self._resume(call, thread)
             return thread
-        # The raw response items name every command the model ran, also the ones the
-        # sandbox refused that have no commandExecution item (agents._tool_calls).
-        # An experimental field, so not in the SDK's ThreadStartParams.
+        # Raw response items name every command, also sandbox-refused ones with no
+        # commandExecution item (agents._tool_calls); experimental, not in the SDK model.
         body = {**_dump(thread), "experimentalRawEvents": True}
         result = await self._request("thread/start", body, tool=call.tool)
         response = wire.ThreadStartResponse.model_validate(result)
