@@ -12,7 +12,9 @@ bare script (the same five codex calls made directly, ``bench_pipeline.bare_run`
 
     python bench/bench_scale.py [--sizes 1,5,10,20] [--latency 1.0] [--timeout 900] [--bare]
 
-The stack is stopped by PID at the end, also on failure or Ctrl-C.
+The stack is stopped by PID at the end, also on failure or Ctrl-C. Prefect runs on
+SQLite: the dev stack has no database option yet, so neither has this script.
+Results and how to read them: docs/architecture.md, "Costs worth knowing".
 """
 
 from __future__ import annotations
