@@ -13,8 +13,13 @@
 - :class:`PolicyApprover` answers codex's exec/patch approval requests.
 - The offline replay model provider is not here: it is dev tooling (:mod:`devstack.replay`).
 
-Importing this package starts nothing.
+Importing this package starts nothing, and leaves out the app-server backend's
+dependencies (the SDK's generated models, ~0.7 CPU-s to import) until
+:class:`AppServerSession` is first used: an ``mcp`` run never needs them.
 """
+
+import importlib
+import typing
 
 from ._launch import CodexLaunch
 from ._streams import ServerStreams, StreamFactory
@@ -27,7 +32,6 @@ from .approvals import (
     DenyAllApprover,
     PolicyApprover,
 )
-from .appserver import AppServerSession
 from .backend import AgentSession, BackendSession, new_session
 from .events import (
     AgentMessage,
@@ -61,6 +65,25 @@ from .roles import (
 )
 from .session import CodexSession
 from .turns import Turn
+
+if typing.TYPE_CHECKING:
+    from .appserver import AppServerSession
+
+_LAZY = {"AppServerSession": ".appserver"}
+"""Public names whose module is imported on first use (PEP 562)."""
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "AgentMessage",

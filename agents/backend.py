@@ -16,7 +16,6 @@ from typing import Protocol, Self
 from schemas import AgentBackend, ApprovalPolicyName, CodexServerConfig, SandboxMode
 
 from .approvals import Approver
-from .appserver import AppServerSession
 from .events import EventCallback
 from .session import CodexSession
 from .turns import Turn
@@ -122,5 +121,13 @@ def new_session(
         codex_home: the CODEX_HOME to use; default: a fresh private one.
         on_event: receives every event of every call.
     """
-    make = AppServerSession if config.backend == "app-server" else CodexSession
-    return make(config, env=env, approver=approver, codex_home=codex_home, on_event=on_event)
+    if config.backend == "app-server":
+        # Imported here: its SDK models cost ~0.7 CPU-s that an mcp run never needs.
+        from .appserver import AppServerSession
+
+        return AppServerSession(
+            config, env=env, approver=approver, codex_home=codex_home, on_event=on_event
+        )
+    return CodexSession(
+        config, env=env, approver=approver, codex_home=codex_home, on_event=on_event
+    )

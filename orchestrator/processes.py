@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 _GONE_STATES = frozenset({"Z", "X"})  # zombie, dead
 
@@ -75,7 +77,15 @@ def process_table() -> dict[int, ProcessInfo]:
 
 
 def descendants(root: int, table: dict[int, ProcessInfo] | None = None) -> dict[int, int]:
-    """Every live descendant of ``root``: pid -> start ticks."""
+    """Every live descendant of ``root``: pid -> start ticks.
+
+    From ``table`` when given; else by walking down from ``root`` through the kernel's
+    ``/proc/<pid>/task/<tid>/children`` lists, which costs what the subtree holds, not
+    what the machine runs (a codex server's tree is scanned every half second, and
+    scanning all of ``/proc`` each time cost a busy machine seconds per run).
+    """
+    if table is None and _has_children_lists():
+        return _walk_children(root)
     table = process_table() if table is None else table
     children: dict[int, list[int]] = {}
     for info in table.values():
@@ -86,4 +96,39 @@ def descendants(root: int, table: dict[int, ProcessInfo] | None = None) -> dict[
         pid = stack.pop()
         found[pid] = table[pid].start_ticks
         stack.extend(children.get(pid, []))
+    return found
+
+
+@cache
+def _has_children_lists() -> bool:
+    """Whether this kernel has ``/proc/<pid>/task/<tid>/children`` (CONFIG_PROC_CHILDREN)."""
+    return Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists()
+
+
+def _walk_children(root: int) -> dict[int, int]:
+    found: dict[int, int] = {}
+    stack = _children(root)
+    while stack:
+        pid = stack.pop()
+        info = process_info(pid)
+        if info is None or not info.alive or pid in found:
+            continue
+        found[pid] = info.start_ticks
+        stack.extend(_children(pid))
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    """The direct children of ``pid``: a child is listed under the thread that forked it."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    found: list[int] = []
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as handle:
+                found.extend(int(child) for child in handle.read().split())
+        except OSError:
+            continue  # the thread ended meanwhile
     return found

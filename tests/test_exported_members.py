@@ -23,12 +23,16 @@ def test_all_is_sorted_and_complete(name: str) -> None:
     package = importlib.import_module(name)
     exported = package.__all__
     assert exported == sorted(exported, key=_isort_style)
-    public = {
+    assert set(exported) == _public(package)
+
+
+def _public(package: object) -> set[str]:
+    """Public names, including those a package imports on first use (its ``__dir__``)."""
+    return {
         member
-        for member in vars(package)
+        for member in dir(package)
         if not member.startswith("_") and not _is_submodule(package, member)
     }
-    assert set(exported) == public
 
 
 def _is_submodule(package: object, member: str) -> bool:

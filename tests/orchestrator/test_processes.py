@@ -42,3 +42,24 @@ def test_a_tree_of_children_is_found_and_a_dead_process_is_not_the_same() -> Non
     assert not is_same_process(child.pid, ticks)
     assert process_info(2**22 + 7) is None
     assert start_ticks(2**22 + 7) == -1
+
+
+def test_children_started_from_another_thread_are_found_as_the_table_finds_them() -> None:
+    # Codex (tokio) forks from worker threads: the kernel lists such a child under the
+    # thread that forked it, not under the process's main thread.
+    script = (
+        "import subprocess, sys, threading;"
+        "t = threading.Thread(target=subprocess.run, args=([sys.executable, '-c', 'input()'],));"
+        "t.start(); t.join()"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while not descendants(child.pid):
+            assert time.monotonic() < deadline, "the child did not start its own child"
+        walked = descendants(child.pid)
+        assert walked == descendants(child.pid, process_table())
+        assert len(walked) == 1
+    finally:
+        child.communicate(b"\n", timeout=10)
+    assert descendants(child.pid) == {}

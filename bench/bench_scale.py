@@ -1,0 +1,190 @@
+"""Many pipeline runs at once through the deployment, on the dev stack of ``make serve``.
+
+Starts the whole stack (Prefect server on SQLite, a process worker, the dev Vault, the
+reference Runs API, the replay model) on free loopback ports in a temporary folder,
+sets the replay model's latency, then for each N starts N runs of the ``pipeline``
+deployment at once and waits for all of them (bounded by ``--timeout`` per batch).
+Per batch it prints the wall time and its ratio to the first batch, runs ok/failed,
+CPU-seconds per run by process kind (sampled from /proc, see ``bench/_procstats.py``),
+peak PSS of the stack per run, and the 503s the runs' Prefect clients saw (retry lines
+in the worker's log). With ``--bare`` it also measures, once, the CPU-seconds of the
+bare script (the same five codex calls made directly, ``bench_pipeline.bare_run``).
+
+    python bench/bench_scale.py [--sizes 1,5,10,20] [--latency 1.0] [--timeout 900] [--bare]
+
+The stack is stopped by PID at the end, also on failure or Ctrl-C. Prefect runs on
+SQLite: the dev stack has no database option yet, so neither has this script.
+Results and how to read them: docs/architecture.md, "Costs worth knowing".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import httpx  # noqa: E402
+from _procstats import KINDS, Sampler, top, wait_quiet  # noqa: E402
+
+from devstack import DevStack, stack_processes  # noqa: E402
+
+DEPLOYMENT = "pipeline/pipeline"
+RETRY_503 = re.compile(rb"\b503\b")
+VERBOSE = bool(os.environ.get("BENCH_VERBOSE"))
+
+
+@dataclass
+class Batch:
+    size: int
+    wall: float
+    ok: int
+    failed: int
+    cpu: dict[str, float]
+    peak_pss_mb: float
+    status_503: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def set_latency(model_url: str, seconds: float) -> None:
+    control = model_url.removesuffix("/v1") + "/_replay/latency"
+    httpx.put(control, json={"seconds": seconds}, timeout=10).raise_for_status()
+
+
+def run_batch(stack: DevStack, size: int, timeout: float) -> Batch:
+    """Start ``size`` runs at once and wait for all of them, sampling the stack."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    assert stack.info is not None
+    log = stack.state_dir / "logs" / "worker.log"
+    offset = log.stat().st_size
+    members = lambda: stack_processes(stack.state_dir)  # noqa: E731
+    # An earlier batch's flow-run processes may still be exiting: their CPU is not ours.
+    if not wait_quiet(members):
+        print("warning: flow-run processes of an earlier batch are still running")
+    sampler = Sampler(members)
+    sampler.start()
+    started = time.monotonic()
+    with (
+        temporary_settings(updates={PREFECT_API_URL: stack.info.api_url}),
+        get_client(sync_client=True) as client,
+    ):
+        deployment = client.read_deployment_by_name(DEPLOYMENT)
+        parameters = {"repo": str(stack.info.sample_repo)}
+        ids = [
+            client.create_flow_run_from_deployment(deployment.id, parameters=parameters).id
+            for _ in range(size)
+        ]
+        states = wait_all(client, ids, deadline=started + timeout)
+    wall = time.monotonic() - started
+    sampler.stop()
+    if VERBOSE:
+        print("\n".join(top(sampler)))
+    ok = sum(1 for state in states.values() if state == "COMPLETED")
+    if VERBOSE and ok < size:
+        print(log.read_bytes()[offset:].decode(errors="replace")[-4000:])
+    with open(log, "rb") as handle:
+        handle.seek(offset)
+        seen_503 = sum(1 for line in handle if RETRY_503.search(line))
+    cpu = {kind: seconds / size for kind, seconds in sampler.cpu_seconds().items()}
+    return Batch(size, wall, ok, size - ok, cpu, sampler.peak_pss_kb / 1024 / size, seen_503)
+
+
+def wait_all(client: object, ids: list[UUID], *, deadline: float) -> dict[UUID, str]:
+    """Poll until every run is final or the deadline passes; each run's state type."""
+    states: dict[UUID, str] = {}
+    while len(states) < len(ids) and time.monotonic() < deadline:
+        for flow_run_id in ids:
+            if flow_run_id in states:
+                continue
+            run = client.read_flow_run(flow_run_id)  # type: ignore[attr-defined]
+            if run.state is not None and run.state.is_final():
+                states[flow_run_id] = run.state.type.value
+        time.sleep(1.0)
+    return {i: states.get(i, "TIMED OUT") for i in ids}
+
+
+def bare_cpu(model_url: str, folder: Path) -> float:
+    """CPU-seconds of the bare script (one process and all it starts), latency as set."""
+    code = (
+        "import asyncio, sys; from pathlib import Path; sys.path[:0] = sys.argv[1:3];"
+        "from bench_pipeline import bare_run; from devstack.replay import replay_config;"
+        "asyncio.run(bare_run(replay_config(sys.argv[3]), Path(sys.argv[4])))"
+    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(
+        [sys.executable, "-c", code, str(ROOT), str(ROOT / "bench"), model_url, str(folder)],
+        check=True,
+        env={**os.environ, "PREFECT_LOGGING_LEVEL": "WARNING"},
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def report(batches: list[Batch], bare: float | None) -> None:
+    base = batches[0].wall if batches else 1.0
+    print()
+    print(
+        f"{'N':>3} {'wall s':>8} {'x N=1':>6} {'ok':>4} {'fail':>4} {'503s':>5} "
+        f"{'PSS/run MB':>10} {'CPU-s/run':>9}"
+    )
+    for b in batches:
+        total = sum(b.cpu.values())
+        print(
+            f"{b.size:>3} {b.wall:>8.1f} {b.wall / base:>6.2f} {b.ok:>4} {b.failed:>4} "
+            f"{b.status_503:>5} {b.peak_pss_mb:>10.0f} {total:>9.2f}"
+        )
+    print("\nCPU-seconds per run by process kind:")
+    print(f"{'kind':<40}" + "".join(f"{'N=' + str(b.size):>9}" for b in batches))
+    for kind in KINDS:
+        print(f"{kind:<40}" + "".join(f"{b.cpu[kind]:>9.2f}" for b in batches))
+    if bare is not None:
+        print(f"\nbare script (same 5 codex calls, one process): {bare:.2f} CPU-s per run")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1,5,10,20", help="batch sizes, comma-separated")
+    parser.add_argument("--latency", type=float, default=1.0, help="model latency per turn (s)")
+    parser.add_argument("--timeout", type=float, default=900, help="bound per batch (s)")
+    parser.add_argument("--bare", action="store_true", help="also measure the bare script's CPU")
+    args = parser.parse_args()
+    sizes = [int(n) for n in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=Path.home()) as tmp:
+        folder = Path(tmp)
+        stack = DevStack(state_dir=folder / "state", home=folder / "home", port=free_port())
+        with stack:
+            assert stack.info is not None
+            print(f"stack up in {stack.info.started_in_seconds} s; {os.getloadavg()=}")
+            set_latency(stack.info.model_url, args.latency)
+            run_batch(stack, 1, args.timeout)  # warm-up: page cache, database, first imports
+            bare = bare_cpu(stack.info.model_url, folder) if args.bare else None
+            batches = []
+            for size in sizes:
+                batches.append(run_batch(stack, size, args.timeout))
+                done = batches[-1]
+                cpu = sum(done.cpu.values())
+                print(f"N={size}: {done.wall:.1f} s, {done.ok}/{size} ok, {cpu:.2f} CPU-s/run")
+        report(batches, bare)
+
+
+if __name__ == "__main__":
+    main()
