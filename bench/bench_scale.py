@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import httpx  # noqa: E402
 from _procstats import KINDS, Sampler, top, wait_quiet  # noqa: E402
 
-from devstack import DevStack, stack_processes  # noqa: E402
+from devstack import DevStack, parse_database, stack_processes  # noqa: E402
 
 DEPLOYMENT = "pipeline/pipeline"
 RETRY_503 = re.compile(rb"\b503\b")
@@ -166,11 +166,26 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=1.0, help="model latency per turn (s)")
     parser.add_argument("--timeout", type=float, default=900, help="bound per batch (s)")
     parser.add_argument("--bare", action="store_true", help="also measure the bare script's CPU")
+    parser.add_argument(
+        "--database",
+        default="sqlite",
+        help="the Prefect server's: sqlite, postgres (a cluster of its own) or a URL",
+    )
     args = parser.parse_args()
     sizes = [int(n) for n in args.sizes.split(",")]
-    with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=Path.home()) as tmp:
+    database = parse_database(args.database)
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-scale-", dir=Path.home()) as tmp,
+        tempfile.TemporaryDirectory(prefix="bench-scale-state-") as state,
+    ):
         folder = Path(tmp)
-        stack = DevStack(state_dir=folder / "state", home=folder / "home", port=free_port())
+        os.chmod(state, 0o711)  # the cluster's own user must reach its folder (root's: 0700)
+        stack = DevStack(
+            state_dir=Path(state) / "state",
+            home=folder / "home",
+            port=free_port(),
+            database=database,
+        )
         with stack:
             assert stack.info is not None
             print(f"stack up in {stack.info.started_in_seconds} s; {os.getloadavg()=}")
