@@ -40,6 +40,7 @@ __all__ = [
     "Turn",
     "TurnBuilder",
     "TurnRecord",
+    "finished_commands",
     "summarize_commands",
     "summarize_patches",
 ]
@@ -66,8 +67,9 @@ class Turn:
 
     @property
     def exec_results(self) -> list[ExecCommandEnd]:
-        """Every finished command of the turn, with its exit code and output."""
-        return [e for e in self.events if isinstance(e, ExecCommandEnd)]
+        """Every finished command of the turn, with its exit code and output, in order
+        (:func:`finished_commands`)."""
+        return finished_commands(self.events)
 
     @property
     def diff(self) -> str | None:
@@ -174,6 +176,42 @@ def summarize_commands(
     ]
     records += [_denied(record) for record in denied]
     return records
+
+
+def finished_commands(events: list[CodexEvent]) -> list[ExecCommandEnd]:
+    """Every finished command, in order: its end event, with codex's answer to the model
+    as its output where the event's is empty; for a command with no exec events, built
+    from the tool call and that answer (when the answer names an exit code)."""
+    answers = {e.call_id: e for e in events if isinstance(e, ToolOutput)}
+    calls = {e.call_id: e for e in events if isinstance(e, ToolCall)}
+    reported = {e.call_id for e in events if isinstance(e, ExecCommandBegin | ExecCommandEnd)}
+    finished: list[ExecCommandEnd] = []
+    for event in events:
+        if isinstance(event, ExecCommandEnd):
+            answer = answers.get(event.call_id)
+            if not event.output and answer is not None and answer.output:
+                event = event.model_copy(update={"output": answer.output})
+            finished.append(event)
+        elif isinstance(event, ToolOutput) and event.exit_code is not None:
+            call = calls.get(event.call_id)
+            if call is not None and event.call_id not in reported:
+                finished.append(_end_of(call, event))
+    return finished
+
+
+def _end_of(call: ToolCall, answer: ToolOutput) -> ExecCommandEnd:
+    return ExecCommandEnd(
+        type=ExecCommandEnd.TYPE,
+        request_id=answer.request_id,
+        thread_id=answer.thread_id,
+        turn_id=answer.turn_id,
+        call_id=call.call_id,
+        command=["bash", "-lc", call.command],
+        cwd=call.cwd,
+        exit_code=answer.exit_code,
+        status="failed" if answer.exit_code else "completed",
+        output=answer.output,
+    )
 
 
 def summarize_patches(events: list[CodexEvent], *, cwd: str | None = None) -> list[PatchRecord]:

@@ -15,7 +15,7 @@ from agents.events import (
     ToolOutput,
     parse_event,
 )
-from agents.turns import SANDBOX_REFUSED, summarize_commands
+from agents.turns import SANDBOX_REFUSED, finished_commands, summarize_commands
 
 
 def _exec(call_id: str, command: str, *, exit_code: int, output: str) -> list[object]:
@@ -167,3 +167,21 @@ def test_only_command_items_become_events_on_both_backends() -> None:
     assert isinstance(event, ToolCall)
     assert (event.call_id, event.command, event.thread_id, event.turn_id) == ("c1", "ls", "t1", "7")
     assert reader.event(RAW_ITEM, {**params, "item": message}, request_id=3) is None
+
+
+def test_finished_commands_are_complete_where_exec_events_are_missing_or_empty() -> None:
+    """What the tester reads its test command's outcome from."""
+    events = [
+        raw(tool_call("c1", "pytest -q")),
+        raw(tool_output("c1", 1, "1 failed in 0.1s\n")),
+        raw(tool_call("c2", "ls")),
+        *_exec("c2", "ls", exit_code=0, output=""),
+        raw(tool_output("c2", 0, "README.md\n")),
+        raw(tool_call("c3", "sleep 60")),  # still running: no exit code, not finished
+        raw({"type": "function_call_output", "call_id": "c3", "output": "Process running"}),
+    ]
+    results = finished_commands(events)  # type: ignore[arg-type]
+    assert [(r.text, r.exit_code, r.output) for r in results] == [
+        ("pytest -q", 1, "1 failed in 0.1s\n"),
+        ("ls", 0, "README.md\n"),
+    ]
