@@ -14,6 +14,7 @@ runs on both takes the fixture ``any_served``, parametrized over the two.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from devstack import (
 )
 from orchestrator.supervisor import still_running
 from tests.helpers.folders import reachable_folder
+from tests.helpers.webhook import Webhook, webhook_receiver
 
 HERE = Path(__file__).resolve().parent
 CLI = [str(Path(sys.executable).parent / "orchestrator")]  # the real console script
@@ -50,6 +52,8 @@ class Served:
     state_dir: Path
     ready_seconds: float
     output: str
+    webhook: Webhook | None = None
+    """Where its notification automations POST (``--notify-webhook``), when given."""
 
     @property
     def api_url(self) -> str:
@@ -77,7 +81,11 @@ def orchestrator(
 
 @pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    yield from _serve(tmp_path_factory.mktemp("served"))
+    """The SQLite stack, notifying a webhook receiver of the test when a run waits."""
+    with webhook_receiver() as webhook:
+        base = tmp_path_factory.mktemp("served")
+        for stack in _serve(base, "--notify-webhook", webhook.url):
+            yield dataclasses.replace(stack, webhook=webhook)
 
 
 @pytest.fixture(scope="session")

@@ -198,6 +198,11 @@ def test_a_deployed_run_paused_at_the_plan_gate_is_approved_from_another_process
     assert final.state is not None and final.state.is_completed(), final.state
     _, manifest = manifest_of(served.home, flow_run.id)
     assert manifest.status is RunStatus.SUCCEEDED
+    # make serve's notification automation told the webhook the run waited at its gate
+    assert served.webhook is not None
+    waiting = served.webhook.wait_for(manifest.run_id, "waits for a decision", 90)
+    assert waiting["subject"].endswith("waits for a decision at its plan gate")
+    assert f"{served.info.ui_url.rstrip('/')}/v2/runs/flow-run/" in waiting["body"]
     plan = manifest.approval("plan")
     assert plan is not None
     assert (plan.decision.value, plan.approver, plan.channel.value) == ("approve", "Grace", "cli")
