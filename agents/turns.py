@@ -43,6 +43,7 @@ __all__ = [
     "finished_commands",
     "summarize_commands",
     "summarize_patches",
+    "with_tool_calls",
 ]
 
 SANDBOX_REFUSED = "refused-by-sandbox"
@@ -144,33 +145,29 @@ def summarize_commands(
     events: list[CodexEvent], approvals: list[ApprovalRecord] | None = None
 ) -> list[CommandRecord]:
     """One record per command, in the order the model asked for them: exit code and
-    status from its end event (or from codex's answer to the tool call where the command
-    has no exec events); denied ones and ones the sandbox refused too.
+    status from its end event (:func:`with_tool_calls` fills in what exec events lack);
+    denied ones and ones the sandbox refused too.
 
     A denied command is recorded once, from its approval (with the person's reason),
     also where the backend announced it as an item before asking (app-server).
     """
+    events = with_tool_calls(events)
     escalated = {
         r.request.call_id for r in approvals or [] if r.request.kind == "exec" and r.answer.approved
     }
     denied = [record for record in approvals or [] if _is_denied_exec(record)]
     declined = {record.request.call_id for record in denied if record.request.call_id}
     ended = {e.call_id: e for e in events if isinstance(e, ExecCommandEnd)}
-    outputs = {e.call_id: e for e in events if isinstance(e, ToolOutput)}
-    reported = {e.call_id for e in events if isinstance(e, ExecCommandBegin)} | set(ended)
     records: list[CommandRecord] = []
     for event in events:
-        if not isinstance(event, ToolCall | ExecCommandBegin) or event.call_id in declined:
-            continue
-        sandboxed = event.call_id not in escalated
         if isinstance(event, ExecCommandBegin):
             end = ended.pop(event.call_id, None)
-            answer = outputs.get(event.call_id)
-            records.append(_command_record(event, end, answer, sandboxed=sandboxed))
-        elif event.call_id not in reported:
-            records.append(_tool_call_record(event, outputs.get(event.call_id), sandboxed))
+            if event.call_id not in declined:
+                records.append(
+                    _command_record(event, end, sandboxed=event.call_id not in escalated)
+                )
     records += [
-        _command_record(end, end, outputs.get(end.call_id), sandboxed=end.call_id not in escalated)
+        _command_record(end, end, sandboxed=end.call_id not in escalated)
         for end in ended.values()
         if end.call_id not in declined
     ]
@@ -179,24 +176,44 @@ def summarize_commands(
 
 
 def finished_commands(events: list[CodexEvent]) -> list[ExecCommandEnd]:
-    """Every finished command, in order: its end event, with codex's answer to the model
-    as its output where the event's is empty; for a command with no exec events, built
-    from the tool call and that answer (when the answer names an exit code)."""
+    """Every finished command, in order, with its exit code and output
+    (:func:`with_tool_calls`)."""
+    return [e for e in with_tool_calls(events) if isinstance(e, ExecCommandEnd)]
+
+
+def with_tool_calls(events: list[CodexEvent]) -> list[CodexEvent]:
+    """The events with what codex's exec events lack taken from the model's tool calls
+    and codex's answers: an end event's empty output from the answer; for a command
+    with no exec events, a begin event at its tool call and, when the answer names an
+    exit code, an end event at the answer."""
     answers = {e.call_id: e for e in events if isinstance(e, ToolOutput)}
     calls = {e.call_id: e for e in events if isinstance(e, ToolCall)}
     reported = {e.call_id for e in events if isinstance(e, ExecCommandBegin | ExecCommandEnd)}
-    finished: list[ExecCommandEnd] = []
+    completed: list[CodexEvent] = []
     for event in events:
-        if isinstance(event, ExecCommandEnd):
-            answer = answers.get(event.call_id)
-            if not event.output and answer is not None and answer.output:
-                event = event.model_copy(update={"output": answer.output})
-            finished.append(event)
-        elif isinstance(event, ToolOutput) and event.exit_code is not None:
-            call = calls.get(event.call_id)
-            if call is not None and event.call_id not in reported:
-                finished.append(_end_of(call, event))
-    return finished
+        answer = answers.get(getattr(event, "call_id", ""))
+        if isinstance(event, ExecCommandEnd) and not event.output and answer and answer.output:
+            event = event.model_copy(update={"output": answer.output})
+        elif isinstance(event, ToolCall) and event.call_id not in reported:
+            event = _begin_of(event)
+        elif isinstance(event, ToolOutput) and event.call_id in calls:
+            if event.call_id in reported or event.exit_code is None:
+                continue
+            event = _end_of(calls[event.call_id], event)
+        completed.append(event)
+    return completed
+
+
+def _begin_of(call: ToolCall) -> ExecCommandBegin:
+    return ExecCommandBegin(
+        type=ExecCommandBegin.TYPE,
+        request_id=call.request_id,
+        thread_id=call.thread_id,
+        turn_id=call.turn_id,
+        call_id=call.call_id,
+        command=["bash", "-lc", call.command],
+        cwd=call.cwd,
+    )
 
 
 def _end_of(call: ToolCall, answer: ToolOutput) -> ExecCommandEnd:
@@ -223,15 +240,10 @@ def summarize_patches(events: list[CodexEvent], *, cwd: str | None = None) -> li
 
 
 def _command_record(
-    begin: ExecCommandBegin | ExecCommandEnd,
-    end: ExecCommandEnd | None,
-    answer: ToolOutput | None,
-    *,
-    sandboxed: bool,
+    begin: ExecCommandBegin | ExecCommandEnd, end: ExecCommandEnd | None, *, sandboxed: bool
 ) -> CommandRecord:
-    output = end.output if end is not None and end.output else (answer.output if answer else "")
     exit_code = end.exit_code if end else None
-    refusal = _sandbox_refusal(exit_code, output) if sandboxed else None
+    refusal = _sandbox_refusal(exit_code, end.output) if sandboxed and end else None
     status = (end.status or "completed") if end else "incomplete"
     return CommandRecord(
         command=begin.text,
@@ -240,21 +252,6 @@ def _command_record(
         status=SANDBOX_REFUSED if refusal else status,
         duration_ms=end.duration_ms if end else None,
         reason=refusal,
-    )
-
-
-def _tool_call_record(call: ToolCall, answer: ToolOutput | None, sandboxed: bool) -> CommandRecord:
-    """A command codex sent no exec events for, from the tool call and codex's answer."""
-    exit_code = answer.exit_code if answer else None
-    refusal = _sandbox_refusal(exit_code, answer.output) if sandboxed and answer else None
-    if refusal:
-        status = SANDBOX_REFUSED
-    elif exit_code is None:
-        status = "incomplete"
-    else:
-        status = "failed" if exit_code else "completed"
-    return CommandRecord(
-        command=call.command, cwd=call.cwd, exit_code=exit_code, status=status, reason=refusal
     )
 
 
