@@ -20,10 +20,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.actions import WorkPoolUpdate
 
 from devstack import (
     StackInfo,
@@ -131,3 +134,14 @@ def _stop_and_check(state_dir: Path) -> None:
     left = still_running(processes)
     assert done.returncode == 0, f"stop failed:\n{done.stdout}\n{done.stderr}"
     assert not left, f"processes left after 'orchestrator stop': {left}"
+
+
+@contextmanager
+def pool_limit(client: SyncPrefectClient, served: Served, limit: int) -> Iterator[None]:
+    """The work pool's concurrency limit set to ``limit``, then back to what serve set."""
+    pool = served.info.work_pool
+    client.update_work_pool(pool, WorkPoolUpdate(concurrency_limit=limit))
+    try:
+        yield
+    finally:
+        client.update_work_pool(pool, WorkPoolUpdate(concurrency_limit=served.info.max_runs))

@@ -5,13 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import yaml
 from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from orchestrator.runstore import load_manifest
@@ -21,6 +23,8 @@ from schemas import RunManifest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RUN_TIMEOUT = 120.0
+OCCUPYING = {StateType.PENDING, StateType.RUNNING, StateType.CANCELLING}
+"""The states of a flow run that hold a slot of its work pool."""
 
 
 @contextmanager
@@ -74,3 +78,32 @@ def approval_task(folder: Path) -> Path:
     path = folder / "add-text-helpers.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
+
+
+@dataclass(frozen=True)
+class Occupancy:
+    """When a flow run held a slot of the pool (Pending to its end), from its state history,
+    and the names of its states before that."""
+
+    start: datetime
+    end: datetime
+    waited_as: frozenset[str]
+
+    @classmethod
+    def of(cls, client: SyncPrefectClient, flow_run_id: UUID) -> Occupancy:
+        states = sorted(client.read_flow_run_states(flow_run_id), key=lambda s: s.timestamp)
+        holding = [s.timestamp for s in states if s.type in OCCUPYING]
+        final = [s.timestamp for s in states if s.is_final()]
+        assert holding and final, [s.type for s in states]
+        before = frozenset(s.name or "" for s in states if s.timestamp < holding[0])
+        return cls(start=holding[0], end=final[-1], waited_as=before)
+
+
+def max_overlap(histories: list[Occupancy]) -> int:
+    """The most runs holding a slot at one time."""
+    events = sorted([(h.start, 1) for h in histories] + [(h.end, -1) for h in histories])
+    held = peak = 0
+    for _, change in events:
+        held += change
+        peak = max(peak, held)
+    return peak

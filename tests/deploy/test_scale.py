@@ -9,17 +9,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from uuid import UUID
 
 import httpx
 import pytest
-from prefect.client.orchestration import SyncPrefectClient
-from prefect.client.schemas.actions import WorkPoolUpdate
 from prefect.client.schemas.objects import StateType
 
 from devstack import read_cloud_token, read_stack
@@ -29,8 +22,16 @@ from orchestrator.runs_api import idempotency_key
 from schemas import RunStatus, SyncState, schema_errors
 from tests.helpers.canary import scan_cmdlines_for, scan_paths_for
 
-from .conftest import POSTGRES_MAX_RUNS, Served
-from .helpers import EXAMPLES, manifest_of, prefect_client, trigger, wait_final
+from .conftest import POSTGRES_MAX_RUNS, Served, pool_limit
+from .helpers import (
+    EXAMPLES,
+    Occupancy,
+    manifest_of,
+    max_overlap,
+    prefect_client,
+    trigger,
+    wait_final,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +41,6 @@ BATCH_TIMEOUT = 600.0
 """For the whole batch: ~17 CPU-seconds a run on 2 busy cores, plus interpreter starts."""
 ADMITTED = POSTGRES_MAX_RUNS
 QUEUED_RUNS = 4
-OCCUPYING = {StateType.PENDING, StateType.RUNNING, StateType.CANCELLING}
 
 
 def test_pipelines_started_at_once_all_succeed_validate_and_are_mirrored_once(
@@ -131,17 +131,6 @@ def server_database_url(served: Served) -> str:
     return url.decode()
 
 
-@contextmanager
-def pool_limit(client: SyncPrefectClient, served: Served, limit: int) -> Iterator[None]:
-    """The work pool's concurrency limit set to ``limit``, then back to what serve set."""
-    pool = served.info.work_pool
-    client.update_work_pool(pool, WorkPoolUpdate(concurrency_limit=limit))
-    try:
-        yield
-    finally:
-        client.update_work_pool(pool, WorkPoolUpdate(concurrency_limit=served.info.max_runs))
-
-
 def mirrored_runs(served: Served) -> list[dict[str, object]]:
     """Every run the stack's reference Runs API holds, read with the token a run uses."""
     vault = read_state(served.state_dir)
@@ -153,32 +142,3 @@ def mirrored_runs(served: Served) -> list[dict[str, object]]:
     response.raise_for_status()
     items: list[dict[str, object]] = response.json()["items"]
     return items
-
-
-@dataclass(frozen=True)
-class Occupancy:
-    """When a flow run held a slot of the pool (Pending to its end), from its state history,
-    and the names of its states before that."""
-
-    start: datetime
-    end: datetime
-    waited_as: frozenset[str]
-
-    @classmethod
-    def of(cls, client: SyncPrefectClient, flow_run_id: UUID) -> Occupancy:
-        states = sorted(client.read_flow_run_states(flow_run_id), key=lambda s: s.timestamp)
-        holding = [s.timestamp for s in states if s.type in OCCUPYING]
-        final = [s.timestamp for s in states if s.is_final()]
-        assert holding and final, [s.type for s in states]
-        before = frozenset(s.name or "" for s in states if s.timestamp < holding[0])
-        return cls(start=holding[0], end=final[-1], waited_as=before)
-
-
-def max_overlap(histories: list[Occupancy]) -> int:
-    """The most runs holding a slot at one time."""
-    events = sorted([(h.start, 1) for h in histories] + [(h.end, -1) for h in histories])
-    held = peak = 0
-    for _, change in events:
-        held += change
-        peak = max(peak, held)
-    return peak

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,27 +16,34 @@ from uuid import UUID
 
 import httpx
 import pytest
+import yaml
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
     DeploymentFilter,
     DeploymentFilterId,
     FlowRunFilter,
+    FlowRunFilterParentFlowRunId,
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import FlowRun, StateType
 
 from devstack import read_secret_id, read_stack, stack_processes
 from flows.heartbeats import AUTOMATION_NAME
 from orchestrator.prefect_retries import PREFECT_CLIENT_RETRY_DEFAULTS
 from schemas import RunStatus, schema_errors
 
-from .conftest import USER_JITTER, Served, orchestrator
+from .conftest import USER_JITTER, Served, orchestrator, pool_limit
 from .helpers import (
     EXAMPLES,
+    Occupancy,
     approval_task,
     manifest_of,
     manifests,
+    max_overlap,
     prefect_client,
     trigger,
     wait_final,
@@ -148,28 +154,82 @@ def test_pipeline_deployment_runs_a_task_to_a_valid_manifest(served: Served) -> 
     assert final.name == f"{manifest.task_id}/{manifest.run_id}"
 
 
-def test_nightly_run_processes_two_queued_sample_tasks(served: Served, tmp_path: Path) -> None:
+QUEUED = 5
+NIGHTLY_POOL_LIMIT = 3
+"""The pool's limit while the nightly test runs: the nightly run and two pipelines."""
+NIGHTLY_TIMEOUT = 300.0
+
+
+def cheapest_task(path: Path) -> Path:
+    """The sample task of fewest agent calls: rename-word-count with its one subtask done by
+    the builder (no library codemod), so build, test and review."""
+    spec = yaml.safe_load((EXAMPLES / "tasks" / "rename-word-count.yaml").read_text())
+    spec["subtasks"] = [{**spec["subtasks"][0], "codemods": []}]
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def test_nightly_run_starts_five_queued_tasks_as_concurrent_pipeline_runs(
+    served: Served, tmp_path: Path
+) -> None:
     queue = served.home / "queue"
     queue.mkdir(parents=True, exist_ok=True)
-    for name in ("add-text-helpers.yaml", "add-word-stats.yaml"):
-        shutil.copy(EXAMPLES / "tasks" / name, queue / name)
+    for n in range(QUEUED):
+        cheapest_task(queue / f"rename-{n}.yaml")
     no_nightly_tasks = tmp_path / "tasks"
     no_nightly_tasks.mkdir()
     before = {p for p, _ in manifests(served.home)}
     with prefect_client(served.api_url) as client:
-        flow_run = trigger(
-            client,
-            "nightly/nightly",
-            tasks_dir=str(no_nightly_tasks),
-            repo=str(served.info.sample_repo),
+        with pool_limit(client, served, NIGHTLY_POOL_LIMIT):
+            nightly = trigger(
+                client,
+                "nightly/nightly",
+                tasks_dir=str(no_nightly_tasks),
+                repo=str(served.info.sample_repo),
+            )
+            final = wait_final(client, nightly.id, timeout=NIGHTLY_TIMEOUT)
+        runs = pipeline_runs_of(client, nightly.id)
+        held = [Occupancy.of(client, r.id) for r in runs]
+        nightly_held = Occupancy.of(client, nightly.id)
+        [summary] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["nightly-summary"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[nightly.id]),
+            )
         )
-        final = wait_final(client, flow_run.id, timeout=180)
     assert final.state is not None and final.state.is_completed(), final.state
-    new = [m for p, m in manifests(served.home) if p not in before]
-    assert sorted(m.task_id for m in new) == ["add-text-helpers", "add-word-stats"]
-    assert all(m.status is RunStatus.SUCCEEDED for m in new)
-    assert all(Path(m.task.path).parent == queue / "done" for m in new)
+    assert [r.state.type if r.state else None for r in runs] == [StateType.COMPLETED] * QUEUED
+    # Concurrent, as many at once as the pool's limit leaves beside the nightly run, never more;
+    # the others waited Scheduled (Late) for a slot.
+    assert max_overlap(held) == NIGHTLY_POOL_LIMIT - 1
+    assert max_overlap([*held, nightly_held]) == NIGHTLY_POOL_LIMIT
+    first_end = min(h.end for h in held)
+    waited = [h for h in held if h.start >= first_end]
+    assert len(waited) >= QUEUED - (NIGHTLY_POOL_LIMIT - 1)
+    assert all(h.waited_as <= {"Scheduled", "Late"} and h.waited_as for h in waited)
+
+    new = {str(m.flow_run_id): m for p, m in manifests(served.home) if p not in before}
+    assert sorted(new) == sorted(str(r.id) for r in runs)
+    assert all(m.status is RunStatus.SUCCEEDED for m in new.values())
+    assert all(Path(m.task.path).parent == queue / "done" for m in new.values())
     assert sorted(p.name for p in queue.iterdir()) == ["done"]
+    table = str(summary.data)
+    ui = f"{served.info.ui_url.rstrip('/')}/v2/runs/flow-run"
+    for run in runs:
+        manifest = new[str(run.id)]
+        link = f"[{run.id}]({ui}/{run.id})"
+        assert f"| queue | succeeded | rename-word-count/{manifest.run_id} | {link} |" in table
+
+
+def pipeline_runs_of(client: SyncPrefectClient, nightly_id: UUID) -> list[FlowRun]:
+    """The pipeline deployment runs a nightly flow run started."""
+    deployment = client.read_deployment_by_name("pipeline/pipeline")
+    return client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[nightly_id])
+        ),
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+    )
 
 
 def test_a_deployed_run_paused_at_the_plan_gate_is_approved_from_another_process(
