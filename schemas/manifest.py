@@ -300,6 +300,20 @@ class RunResult(StrictModel):
     verdict: str | None = None
 
 
+class DeploymentRef(StrictModel):
+    """The Prefect deployment whose flow run started a run (a nightly run's pipeline
+    subflows: the nightly deployment's)."""
+
+    id: str = Field(min_length=1, max_length=64, description="The deployment's id.")
+    name: str = Field(
+        min_length=3,
+        max_length=400,
+        pattern=r"^[^/]+/[^/]+$",
+        description="<flow name>/<deployment name>, as 'prefect deployment run' takes it, "
+        "e.g. 'nightly/nightly'.",
+    )
+
+
 class RunManifest(StrictModel):
     """The record of one run."""
 
@@ -310,6 +324,12 @@ class RunManifest(StrictModel):
     status: RunStatus = RunStatus.RUNNING
     status_reason: str | None = None
     flow_run_id: str | None = Field(default=None, description="The manager flow run's id.")
+    deployment: DeploymentRef | None = Field(
+        default=None,
+        description="The Prefect deployment that started the run; null for a run started "
+        "outside one (orchestrator run, a flow called locally) and in manifests written "
+        "before this field existed.",
+    )
     created_at: UtcDatetime
     updated_at: UtcDatetime
     finished_at: UtcDatetime | None = None
