@@ -183,7 +183,13 @@ def start_run(
         ),
         mode=decide_mode(spec),
         approval_policy=resolve_policy(spec, env),
-        budget=resolve_budget(spec, env, workspace.settings.budgets),
+        budget=resolve_budget(
+            spec,
+            env,
+            workspace.settings.budgets,
+            deployment=deployment,
+            per_deployment=workspace.settings.deployment_budgets,
+        ),
     )
     workspace.store.create(manifest, actor=ACTOR)
     return RunHandle(workspace, manifest.task_id, manifest.run_id)

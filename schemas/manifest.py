@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ._base import SafeId, Sha256, StrictModel, UtcDatetime
+from ._base import DeploymentName, SafeId, Sha256, StrictModel, UtcDatetime
 from .approval import Approval
 from .budget import RunBudget
 from .codex import AgentBackend
@@ -305,13 +305,7 @@ class DeploymentRef(StrictModel):
     subflows: the nightly deployment's)."""
 
     id: str = Field(min_length=1, max_length=64, description="The deployment's id.")
-    name: str = Field(
-        min_length=3,
-        max_length=400,
-        pattern=r"^[^/]+/[^/]+$",
-        description="<flow name>/<deployment name>, as 'prefect deployment run' takes it, "
-        "e.g. 'nightly/nightly'.",
-    )
+    name: DeploymentName
 
 
 class RunManifest(StrictModel):
