@@ -143,6 +143,7 @@ def test_pipeline_deployment_runs_a_task_to_a_valid_manifest(served: Served) -> 
     path, manifest = manifest_of(served.home, flow_run.id)
     assert manifest.status is RunStatus.SUCCEEDED
     assert manifest.task.path == str(task_file)
+    assert manifest.deployment is not None and manifest.deployment.name == "pipeline/pipeline"
     assert manifest.sync is not None and manifest.sync.state.value == "synced"
     assert schema_errors("run-manifest", json.loads(path.read_text())) is None
     assert final.name == f"{manifest.task_id}/{manifest.run_id}"
@@ -168,6 +169,8 @@ def test_nightly_run_processes_two_queued_sample_tasks(served: Served, tmp_path:
     new = [m for p, m in manifests(served.home) if p not in before]
     assert sorted(m.task_id for m in new) == ["add-text-helpers", "add-word-stats"]
     assert all(m.status is RunStatus.SUCCEEDED for m in new)
+    # the nightly run's pipeline subflows record the deployment that started them
+    assert {m.deployment.name if m.deployment else None for m in new} == {"nightly/nightly"}
     assert all(Path(m.task.path).parent == queue / "done" for m in new)
     assert sorted(p.name for p in queue.iterdir()) == ["done"]
 
