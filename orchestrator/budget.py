@@ -180,10 +180,10 @@ def day_usages(
 ) -> list[DailyUsage]:
     """The day's usage of every day scope ``manifest``'s run has a limit in (none read
     when it has none)."""
-    return [daily_usage(store, manifest, scope=s, now=now) for s in limited_days(manifest)]
+    return [daily_usage(store, manifest, scope=s, now=now) for s in _limited_days(manifest)]
 
 
-def limited_days(manifest: RunManifest) -> list[BudgetScope]:
+def _limited_days(manifest: RunManifest) -> list[BudgetScope]:
     """The day scopes the run has a limit in (a deployment's only when one started it)."""
     budget = manifest.budget
     if budget is None:
@@ -191,7 +191,7 @@ def limited_days(manifest: RunManifest) -> list[BudgetScope]:
     return [
         scope
         for scope in DAY_SCOPES
-        if budget.of(scope).any and (scope is BudgetScope.DAILY or manifest.deployment)
+        if budget.of(scope).any and (scope is BudgetScope.DAILY or manifest.deployment is not None)
     ]
 
 
