@@ -57,6 +57,7 @@ from orchestrator.approvals import (
     timeout_decision,
 )
 from orchestrator.budget import (
+    DAY_SCOPES,
     Reached,
     budget_markdown,
     budget_reached,
@@ -72,7 +73,6 @@ from schemas import (
     Approval,
     ApprovalDecision,
     BudgetLimits,
-    BudgetScope,
     Channel,
     Decision,
     DecisionNotice,
@@ -340,7 +340,7 @@ class BudgetForm(ApprovalForm):
 
     The limits start as the gate's suggestion (one more of each reached limit on top of
     what is used); an approval from the CLI takes the suggestion. At a gate of a daily
-    limit they are the run's new daily limits.
+    limit (the task's or the deployment's) they are the run's new limits of that scope.
     """
 
     tokens: int | None = Field(
@@ -359,8 +359,8 @@ class BudgetForm(ApprovalForm):
 
 async def enforce_budget(handle: RunHandle, lock: anyio.Lock) -> None:
     """Before and after every agent call: while the run's usage (or the day's, for a daily
-    limit) reaches one of its limits, a person decides at a budget gate (raise the
-    limits, or stop the run).
+    limit of its task or of its deployment) reaches one of its limits, a person decides at
+    a budget gate (raise the limits, or stop the run).
 
     ``lock`` is the phase flow run's own: one pause at a time in one flow run, and a
     builder that waited behind another's gate sees the limits it raised.
@@ -384,7 +384,8 @@ async def _budget_gate(handle: RunHandle, manifest: RunManifest, reached: list[R
     approval_id = next_budget_gate_id(manifest)
     suggested = suggested_limits(manifest, reached)
     scope = reached[0].scope
-    daily = daily_usage(handle.workspace.store, manifest) if scope is BudgetScope.DAILY else None
+    store = handle.workspace.store
+    daily = daily_usage(store, manifest, scope=scope) if scope in DAY_SCOPES else None
     approval = await approval_gate(
         handle,
         approval_id,

@@ -53,6 +53,7 @@ from orchestrator.taskspec import load_task_spec
 from orchestrator.workspace import Workspace
 from schemas import (
     Decision,
+    DeploymentRef,
     DraftOrigin,
     Gate,
     GateMode,
@@ -64,6 +65,7 @@ from schemas import (
 )
 
 from ._artifacts import publish_summary, publish_usage
+from ._deployment import current_deployment
 from ._runtime import (
     DEFAULT_BLOCK,
     codex_config,
@@ -120,7 +122,14 @@ async def pipeline(
         cloud_block: Name of the Codex Cloud endpoint block; empty to skip the mirror.
     """
     workspace = open_workspace()
-    handle = _open_run(workspace, task_file=task_file, env=env, run_id=run_id, repo=repo)
+    handle = _open_run(
+        workspace,
+        task_file=task_file,
+        env=env,
+        run_id=run_id,
+        repo=repo,
+        deployment=await current_deployment(),
+    )
     await _name_flow_run(handle)
     blocks = {"codex_block": codex_block, "vault_block": vault_block}
     async with shared_run_resources():
@@ -171,7 +180,13 @@ def run_summary(handle: RunHandle, manifest: RunManifest) -> dict[str, Any]:
 
 
 def _open_run(
-    workspace: Workspace, *, task_file: str, env: str, run_id: str, repo: str
+    workspace: Workspace,
+    *,
+    task_file: str,
+    env: str,
+    run_id: str,
+    repo: str,
+    deployment: DeploymentRef | None,
 ) -> RunHandle:
     flow_run_id = current_flow_run_id()
     if run_id and not task_file:
@@ -187,6 +202,7 @@ def _open_run(
         repo=Path(repo) if repo else None,
         run_id=run_id or None,
         flow_run_id=flow_run_id,
+        deployment=deployment,
     )
 
 

@@ -10,14 +10,15 @@ Daily limits count every run of the task in its environment started the run's UT
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 
 from schemas import (
     BudgetKind,
     BudgetLimits,
     BudgetScope,
+    DeploymentRef,
     RunBudget,
     RunManifest,
     TaskBudget,
@@ -33,17 +34,34 @@ from .usage import cost_text
 BUDGET_GATE_PREFIX = "budget"
 UNKNOWN = float("inf")
 """What an unknown amount counts as (a cost without a price): it reaches every limit."""
+DAY_SCOPES = (BudgetScope.DAILY, BudgetScope.DEPLOYMENT)
+"""The scopes whose usage is summed over the runs of a UTC day."""
 
 
-def resolve_budget(spec: TaskSpec, env: str, defaults: Mapping[str, TaskBudget]) -> RunBudget:
-    """The limits in force: the task's own, else the environment's default, else none."""
+def resolve_budget(
+    spec: TaskSpec,
+    env: str,
+    defaults: Mapping[str, TaskBudget],
+    *,
+    deployment: DeploymentRef | None = None,
+    per_deployment: Mapping[str, BudgetLimits] | None = None,
+) -> RunBudget:
+    """The limits in force: the task's own, else the environment's default, else none;
+    and the daily limits of the deployment that started the run, if it has any."""
     env_budget = defaults.get(env, TaskBudget())
     parts = [_source(f"env {env} sets", env_budget) or f"env {env}: no default"]
     if from_task := _source("task sets", spec.budget):
         parts.append(from_task)
+    of_deployment = BudgetLimits()
+    if deployment is not None and per_deployment:
+        of_deployment = per_deployment.get(deployment.name, of_deployment)
+        if of_deployment.any:
+            kinds = ", ".join(k.value for k in BudgetKind if of_deployment.get(k) is not None)
+            parts.append(f"deployment {deployment.name} sets daily {kinds}")
     return RunBudget(
         limits=spec.budget.run_limits().over(env_budget.run_limits()),
         daily=spec.budget.daily.over(env_budget.daily),
+        deployment_daily=of_deployment,
         source="; ".join(parts),
     )
 
@@ -65,7 +83,7 @@ class Reached:
     of: str = ""
 
     def describe(self) -> str:
-        name = f"daily {self.kind.value}" if self.scope is BudgetScope.DAILY else self.kind.value
+        name = f"{self.scope.prefix}{self.kind.value}"
         text = f"{name} budget reached: {_amount(self.kind, self.used)} used"
         return f"{text}{f' by {self.of}' if self.of else ''} of {_amount(self.kind, self.limit)}"
 
@@ -107,10 +125,12 @@ def used(usage: UsageTotals, kind: BudgetKind, wall: float = 0.0) -> float:
 
 @dataclass(frozen=True)
 class DailyUsage:
-    """What the runs of one task in one environment, started on one UTC day, used."""
+    """What the runs one day scope counts together, started on one UTC day, used: of one
+    task in one environment (``daily``), or of one deployment (``deployment``)."""
 
-    task_id: str
-    env: str
+    scope: BudgetScope
+    whose: str
+    """``add-text-helpers in dev``, ``deployment nightly/nightly``."""
     day: date
     runs: int
     usage: UsageTotals
@@ -118,7 +138,7 @@ class DailyUsage:
 
     def describe(self) -> str:
         runs = "1 run" if self.runs == 1 else f"{self.runs} runs"
-        return f"{runs} of {self.task_id} in {self.env} on {self.day.isoformat()} (UTC)"
+        return f"{runs} of {self.whose} on {self.day.isoformat()} (UTC)"
 
 
 def run_day(manifest: RunManifest) -> date:
@@ -126,21 +146,28 @@ def run_day(manifest: RunManifest) -> date:
 
 
 def daily_usage(
-    store: RunStore, manifest: RunManifest, *, now: datetime | None = None
+    store: RunStore,
+    manifest: RunManifest,
+    *,
+    scope: BudgetScope = BudgetScope.DAILY,
+    now: datetime | None = None,
 ) -> DailyUsage:
-    """The usage of every run of ``manifest``'s task and environment started on its UTC
-    day, ``manifest`` itself as given (it may be newer than its file).
+    """The usage of every run started on ``manifest``'s UTC day that ``scope`` counts
+    with it: of its task and environment (``daily``), or started by its deployment
+    (``deployment``, any task or environment); ``manifest`` itself as given (it may be
+    newer than its file).
 
     Manifests are replaced whole (written to a temporary file and renamed), so each one
     read is a consistent record without taking its lock; one that cannot be read is left
     out (``orchestrator show`` names its problem).
     """
     day = run_day(manifest)
-    today = [manifest, *_other_runs(store, manifest)]
-    today = [m for m in today if m.env == manifest.env and run_day(m) == day]
+    whose, counts = _counted_with(manifest, scope)
+    task_id = manifest.task_id if scope is BudgetScope.DAILY else None
+    today = [manifest, *(m for m in _runs_of_day(store, day, manifest, task_id) if counts(m))]
     return DailyUsage(
-        task_id=manifest.task_id,
-        env=manifest.env,
+        scope=scope,
+        whose=whose,
         day=day,
         runs=len(today),
         usage=UsageTotals.of_totals([m.usage for m in today]),
@@ -148,24 +175,74 @@ def daily_usage(
     )
 
 
-def _other_runs(store: RunStore, manifest: RunManifest) -> Iterable[RunManifest]:
+def day_usages(
+    store: RunStore, manifest: RunManifest, *, now: datetime | None = None
+) -> list[DailyUsage]:
+    """The day's usage of every day scope ``manifest``'s run has a limit in (none read
+    when it has none)."""
+    return [daily_usage(store, manifest, scope=s, now=now) for s in _limited_days(manifest)]
+
+
+def _limited_days(manifest: RunManifest) -> list[BudgetScope]:
+    """The day scopes the run has a limit in (a deployment's only when one started it)."""
+    budget = manifest.budget
+    if budget is None:
+        return []
+    return [
+        scope
+        for scope in DAY_SCOPES
+        if budget.of(scope).any and (scope is BudgetScope.DAILY or manifest.deployment is not None)
+    ]
+
+
+def _counted_with(
+    manifest: RunManifest, scope: BudgetScope
+) -> tuple[str, Callable[[RunManifest], bool]]:
+    """Whose usage ``scope`` sums for ``manifest``'s run, and which runs are theirs."""
+    if scope is BudgetScope.DEPLOYMENT:
+        name = _deployment_of(manifest)
+        return f"deployment {name}", lambda m: name is not None and _deployment_of(m) == name
+    task_id, env = manifest.task_id, manifest.env
+    return f"{task_id} in {env}", lambda m: m.task_id == task_id and m.env == env
+
+
+def _deployment_of(manifest: RunManifest) -> str | None:
+    return manifest.deployment.name if manifest.deployment else None
+
+
+def _runs_of_day(
+    store: RunStore, day: date, manifest: RunManifest, task_id: str | None
+) -> Iterable[RunManifest]:
+    """The other runs in ``store`` (of ``task_id`` only, when given) started on ``day``.
+
+    A manifest last written before the day began is of a run started before it: its file
+    is not read (every write stamps the file, at or after the run's start).
+    """
+    day_start = datetime.combine(day, time(), tzinfo=UTC).timestamp()
     for ref in store.list_runs():
-        if ref.task_id != manifest.task_id or ref.run_id == manifest.run_id:
+        if (ref.task_id, ref.run_id) == (manifest.task_id, manifest.run_id):
+            continue
+        if task_id is not None and ref.task_id != task_id:
             continue
         try:
-            yield store.read(ref.task_id, ref.run_id)
-        except ManifestError:
+            if ref.manifest_path.stat().st_mtime < day_start:
+                continue
+            other = store.read(ref.task_id, ref.run_id)
+        except (ManifestError, OSError):
             continue
+        if run_day(other) == day:
+            yield other
 
 
 # -- what is reached -----------------------------------------------------------------
 
 
 def reached_limits(
-    manifest: RunManifest, *, daily: DailyUsage | None = None, now: datetime | None = None
+    manifest: RunManifest, *, days: Iterable[DailyUsage] = (), now: datetime | None = None
 ) -> list[Reached]:
-    """The limits the usage has reached (used >= limit): the run's own first, then the
-    daily ones when ``daily`` is given; empty when none.
+    """The limits the usage has reached (used >= limit): the run's own first, then those
+    of each day scope in ``days`` (the task's daily ones, then the deployment's); empty
+    when none.
 
     A cost limit with an unknown cost (a model without a price) counts as reached: the
     run cannot show that it stays inside it.
@@ -173,13 +250,13 @@ def reached_limits(
     if manifest.budget is None:
         return []
     reached = _reached(manifest.budget.limits, manifest.usage, wall_seconds(manifest, now=now))
-    if daily is not None:
+    for day in sorted(days, key=lambda d: DAY_SCOPES.index(d.scope)):
         reached += _reached(
-            manifest.budget.daily,
-            daily.usage,
-            daily.wall_seconds,
-            scope=BudgetScope.DAILY,
-            of=daily.describe(),
+            manifest.budget.of(day.scope),
+            day.usage,
+            day.wall_seconds,
+            scope=day.scope,
+            of=day.describe(),
         )
     return reached
 
@@ -200,12 +277,13 @@ def _reached(
     return found
 
 
-def budget_reached(store: RunStore, manifest: RunManifest) -> list[Reached]:
-    """The limits ``manifest``'s run has reached, its daily ones counted over the day's
-    runs in ``store`` (read only when the run has a daily limit)."""
-    has_daily = manifest.budget is not None and manifest.budget.daily.any
-    daily = daily_usage(store, manifest) if has_daily else None
-    return reached_limits(manifest, daily=daily)
+def budget_reached(
+    store: RunStore, manifest: RunManifest, *, now: datetime | None = None
+) -> list[Reached]:
+    """The limits ``manifest``'s run has reached, its daily ones (the task's, the
+    deployment's) counted over the day's runs in ``store``, read only for a scope the run
+    has a limit in."""
+    return reached_limits(manifest, days=day_usages(store, manifest, now=now), now=now)
 
 
 def next_budget_gate_id(manifest: RunManifest) -> str:
@@ -237,14 +315,13 @@ def raise_budget(
     approver: str,
     scope: BudgetScope = BudgetScope.RUN,
 ) -> None:
-    """Record the new limits a person set at a budget gate (a mutation of the manifest)."""
+    """Record the new limits a person set at a budget gate (a mutation of the manifest):
+    the limits of ``scope``, this run's only."""
     assert manifest.budget is not None
     budget = manifest.budget
-    manifest.budget = RunBudget(
-        limits=budget.limits if scope is BudgetScope.DAILY else limits,
-        daily=limits if scope is BudgetScope.DAILY else budget.daily,
-        source=f"{budget.source}; {'daily ' if scope is BudgetScope.DAILY else ''}"
-        f"raised by {approver}",
+    field = {BudgetScope.RUN: "limits", BudgetScope.DAILY: "daily"}.get(scope, "deployment_daily")
+    manifest.budget = budget.model_copy(
+        update={field: limits, "source": f"{budget.source}; {scope.prefix}raised by {approver}"}
     )
 
 
@@ -261,11 +338,12 @@ def budget_markdown(
     daily: DailyUsage | None = None,
 ) -> str:
     """What the approver reads at a budget gate: what was reached, and the usage so far
-    (the day's, with ``daily``: the new limits then are the daily ones)."""
+    (the day's, with ``daily``: the new limits then are that day scope's)."""
     assert manifest.budget is not None
     scope = reached[0].scope if reached else BudgetScope.RUN
-    if scope is BudgetScope.DAILY and daily is not None:
-        usage, wall, whose = daily.usage, daily.wall_seconds, f"daily ({daily.describe()})"
+    if scope in DAY_SCOPES and daily is not None:
+        usage, wall = daily.usage, daily.wall_seconds
+        whose = f"{scope.prefix.strip()} ({daily.describe()})"
     else:
         usage, wall, whose = manifest.usage, wall_seconds(manifest), "this run"
     limits = manifest.budget.of(scope)
@@ -283,7 +361,7 @@ def budget_markdown(
         f"| limit | {_limit(limits.tokens)} | {_limit(limits.agent_calls)} | "
         f"{_limit(limits.cost_usd, money=True)} | {_limit(limits.wall_seconds, unit='s')} |",
         "",
-        f"Approve with new {'daily ' if scope is BudgetScope.DAILY else ''}limits above what "
+        f"Approve with new {scope.prefix}limits above what "
         "is used to go on; reject to stop the run (it ends rejected, with the budget as its "
         "reason).",
     ]

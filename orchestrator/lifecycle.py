@@ -18,6 +18,7 @@ from schemas import (
     ArtifactRecord,
     CommandPolicy,
     CommandRecord,
+    DeploymentRef,
     ErrorRecord,
     ExecutionMode,
     GateMode,
@@ -147,8 +148,10 @@ def start_run(
     repo: Path | None = None,
     run_id: str | None = None,
     flow_run_id: str | None = None,
+    deployment: DeploymentRef | None = None,
 ) -> RunHandle:
-    """Check every input, then create the run's manifest.
+    """Check every input, then create the run's manifest (``deployment``: the Prefect
+    deployment that started it, if one did).
 
     Nothing is written unless every check passes.
 
@@ -168,6 +171,7 @@ def start_run(
         run_id=run_id,
         env=env,
         flow_run_id=flow_run_id,
+        deployment=deployment,
         created_at=now,
         updated_at=now,
         task=TaskSnapshot(
@@ -179,7 +183,13 @@ def start_run(
         ),
         mode=decide_mode(spec),
         approval_policy=resolve_policy(spec, env),
-        budget=resolve_budget(spec, env, workspace.settings.budgets),
+        budget=resolve_budget(
+            spec,
+            env,
+            workspace.settings.budgets,
+            deployment=deployment,
+            per_deployment=workspace.settings.deployment_budgets,
+        ),
     )
     workspace.store.create(manifest, actor=ACTOR)
     return RunHandle(workspace, manifest.task_id, manifest.run_id)

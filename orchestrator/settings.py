@@ -9,7 +9,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as UnparsableSetting
 
-from schemas import SafeId, TaskBudget
+from schemas import BudgetLimits, DeploymentName, SafeId, TaskBudget
 
 from .exceptions import InvalidInputError
 
@@ -85,6 +85,12 @@ class Settings(BaseSettings):
         description="Default budget limits per environment, as JSON, e.g. "
         '\'{"prod": {"tokens": 2000000, "wall_seconds": 3600, "daily": {"cost_usd": 50}}}\'; '
         "a task's own limits win.",
+    )
+    deployment_budgets: dict[DeploymentName, BudgetLimits] = Field(
+        default_factory=dict,
+        description="Daily limits per Prefect deployment (<flow>/<deployment>), as JSON, "
+        'e.g. \'{"nightly/nightly": {"cost_usd": 50, "agent_calls": 200}}\': over every run '
+        "the deployment starts in a UTC day, whatever its task or environment.",
     )
 
     @property

@@ -11,7 +11,7 @@ usage keeps counting them when the step is redone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 
@@ -25,7 +25,7 @@ from schemas import (
     utc_now,
 )
 
-from .budget import UNKNOWN, DailyUsage, daily_usage, used
+from .budget import UNKNOWN, DailyUsage, day_usages, used
 from .lifecycle import RunHandle
 from .usage import call_cost, load_price_table
 
@@ -53,14 +53,14 @@ class Allowance:
         return None
 
 
-def allowance(manifest: RunManifest, daily: DailyUsage | None = None) -> Allowance:
-    """What is left of the run's token and cost limits (and the day's, with ``daily``)."""
+def allowance(manifest: RunManifest, days: Iterable[DailyUsage] = ()) -> Allowance:
+    """What is left of the run's token and cost limits (and of each day scope's in
+    ``days``: the task's daily ones, the deployment's)."""
     if manifest.budget is None:
         return Allowance()
     left: dict[BudgetKind, list[float]] = {BudgetKind.TOKENS: [], BudgetKind.COST_USD: []}
     scopes = [(manifest.budget.limits, manifest.usage)]
-    if daily is not None:
-        scopes.append((manifest.budget.daily, daily.usage))
+    scopes += [(manifest.budget.of(day.scope), day.usage) for day in days]
     for limits, usage in scopes:
         for kind, amounts in left.items():
             limit = limits.get(kind)
@@ -81,10 +81,9 @@ def interrupted_step_id(step_id: str, attempt: int) -> str:
 
 def call_allowance(handle: RunHandle) -> Allowance:
     """What the next agent call of ``handle``'s run may spend (the day's runs counted when
-    the run has a daily limit)."""
+    the run has a daily limit, of its task or its deployment)."""
     manifest = handle.read()
-    has_daily = manifest.budget is not None and manifest.budget.daily.any
-    return allowance(manifest, daily_usage(handle.workspace.store, manifest) if has_daily else None)
+    return allowance(manifest, day_usages(handle.workspace.store, manifest))
 
 
 def record_interrupted(

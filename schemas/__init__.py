@@ -5,11 +5,15 @@ This package imports nothing else of ours.
 
 from ._base import (
     SAFE_ID_PATTERN,
+    Clock,
+    DeploymentName,
     SafeId,
     Sha256,
     StrictModel,
     check_http_url,
     check_safe_id,
+    set_clock,
+    system_clock,
     utc_now,
 )
 from .approval import Approval, ApprovalDecision, Channel, Decision, Gate
@@ -49,6 +53,7 @@ from .manifest import (
     ApprovalPolicy,
     ArtifactRecord,
     CommandRecord,
+    DeploymentRef,
     ErrorRecord,
     ExecutionMode,
     ModeDecision,
@@ -126,6 +131,7 @@ __all__ = [
     "BudgetScope",
     "BuildReport",
     "Channel",
+    "Clock",
     "CodemodUse",
     "CodexServerConfig",
     "CommandPolicy",
@@ -133,6 +139,8 @@ __all__ = [
     "DecidedGate",
     "Decision",
     "DecisionNotice",
+    "DeploymentName",
+    "DeploymentRef",
     "DiffBudget",
     "DraftOrigin",
     "ErrorRecord",
@@ -203,5 +211,7 @@ __all__ = [
     "render_schema",
     "schema_errors",
     "schema_path",
+    "set_clock",
+    "system_clock",
     "utc_now",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -45,12 +46,42 @@ SafeId = Annotated[
     AfterValidator(check_safe_id),
 ]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="Lowercase hex sha256.")]
+DeploymentName = Annotated[
+    str,
+    Field(
+        pattern=r"^[^/\s][^/]*/[^/\s][^/]*$",
+        max_length=400,
+        description="A Prefect deployment as <flow name>/<deployment name>, the way "
+        "'prefect deployment run' names it, e.g. 'nightly/nightly'.",
+    ),
+]
 UtcDatetime = AwareDatetime
 
 
-def utc_now() -> datetime:
-    """The current time, timezone-aware in UTC."""
+Clock = Callable[[], datetime]
+"""What tells the time: returns the current time, timezone-aware."""
+
+
+def system_clock() -> datetime:
     return datetime.now(UTC)
+
+
+_clock: Clock = system_clock
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware in UTC, from the process's clock (the system's,
+    unless :func:`set_clock` replaced it)."""
+    return _clock().astimezone(UTC)
+
+
+def set_clock(clock: Clock) -> Clock:
+    """Replace the process's clock (every time a run records reads it: a run's start,
+    and so the UTC day its budget counts in); returns the previous one (tests pin a run
+    to a day with it, and restore it)."""
+    global _clock
+    previous, _clock = _clock, clock
+    return previous
 
 
 class StrictModel(BaseModel):

@@ -1,5 +1,6 @@
 """Budgets: how much a run may spend (tokens, cost, agent calls, wall time) before a person
-decides, and how much the runs of one task may spend in one UTC day."""
+decides, how much the runs of one task may spend in one UTC day, and how much the runs
+one Prefect deployment starts may spend in one UTC day."""
 
 from __future__ import annotations
 
@@ -18,10 +19,17 @@ class BudgetKind(StrEnum):
 
 
 class BudgetScope(StrEnum):
-    """What a limit counts: one run, or every run of its task and environment in a day."""
+    """What a limit counts: one run, every run of its task and environment in a UTC day,
+    or every run its deployment started in a UTC day (whatever their task)."""
 
     RUN = "run"
     DAILY = "daily"
+    DEPLOYMENT = "deployment"
+
+    @property
+    def prefix(self) -> str:
+        """How a limit of this scope is named: ``daily tokens``, ``deployment daily tokens``."""
+        return {"run": "", "daily": "daily ", "deployment": "deployment daily "}[self.value]
 
 
 class BudgetLimits(StrictModel):
@@ -87,9 +95,17 @@ class RunBudget(StrictModel):
         description="Limits over the runs of this task and environment started the run's "
         "UTC day (the usage of all of them summed).",
     )
+    deployment_daily: BudgetLimits = Field(
+        default_factory=BudgetLimits,
+        description="Limits over every run the run's Prefect deployment started the run's "
+        "UTC day, whatever their task or environment (ORCHESTRATOR_DEPLOYMENT_BUDGETS); none "
+        "for a run no deployment started.",
+    )
     source: str = Field(
         description="Where the limits came from, e.g. 'env prod; task sets tokens'."
     )
 
     def of(self, scope: BudgetScope) -> BudgetLimits:
+        if scope is BudgetScope.DEPLOYMENT:
+            return self.deployment_daily
         return self.daily if scope is BudgetScope.DAILY else self.limits

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ._base import SafeId, Sha256, StrictModel, UtcDatetime
+from ._base import DeploymentName, SafeId, Sha256, StrictModel, UtcDatetime
 from .approval import Approval
 from .budget import RunBudget
 from .codex import AgentBackend
@@ -300,6 +300,14 @@ class RunResult(StrictModel):
     verdict: str | None = None
 
 
+class DeploymentRef(StrictModel):
+    """The Prefect deployment whose flow run started a run (a nightly run's pipeline
+    subflows: the nightly deployment's)."""
+
+    id: str = Field(min_length=1, max_length=64, description="The deployment's id.")
+    name: DeploymentName
+
+
 class RunManifest(StrictModel):
     """The record of one run."""
 
@@ -310,6 +318,12 @@ class RunManifest(StrictModel):
     status: RunStatus = RunStatus.RUNNING
     status_reason: str | None = None
     flow_run_id: str | None = Field(default=None, description="The manager flow run's id.")
+    deployment: DeploymentRef | None = Field(
+        default=None,
+        description="The Prefect deployment that started the run; null for a run started "
+        "outside one (orchestrator run, a flow called locally) and in manifests written "
+        "before this field existed.",
+    )
     created_at: UtcDatetime
     updated_at: UtcDatetime
     finished_at: UtcDatetime | None = None

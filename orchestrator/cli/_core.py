@@ -9,7 +9,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from orchestrator.budget import daily_usage, wall_seconds
+from orchestrator.budget import DAY_SCOPES, day_usages, wall_seconds
 from orchestrator.exceptions import ManifestCorruptError, OrchestratorError
 from orchestrator.runstore import RunRef, load_manifest
 from orchestrator.taskspec import load_task_spec, resolve_repo
@@ -104,7 +104,8 @@ def show(
     run: RunArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
-    """Show one run's manifest: status, phases, subtasks, approvals, artifacts."""
+    """Show one run's manifest: status, deployment, phases, usage, budget and the day's
+    usage, approvals, artifacts."""
     workspace = Workspace.open()
     ref = workspace.store.find(run)
     manifest = workspace.store.read(ref.task_id, ref.run_id)
@@ -115,14 +116,16 @@ def show(
     if manifest.status_reason:
         console.print(f"reason: {manifest.status_reason}")
     console.print(f"mode: {manifest.mode.mode} ({manifest.mode.reason})  env: {manifest.env}")
+    if manifest.deployment is not None:
+        deployment = manifest.deployment
+        console.print(f"deployment: {deployment.name} ({deployment.id})", highlight=False)
     console.print(f"manifest: {ref.manifest_path}")
     console.print(_phase_table(manifest))
     console.print(f"usage: {usage_line(manifest.usage)}", highlight=False)
     console.print(f"wall time: {int(wall_seconds(manifest))}s (without waits for a person)")
     if manifest.budget is not None:
         console.print(f"budget: {_limits_text(manifest)} ({manifest.budget.source})")
-        if manifest.budget.daily.any:
-            day = daily_usage(workspace.store, manifest)
+        for day in day_usages(workspace.store, manifest):
             console.print(f"today: {usage_line(day.usage)} by {day.describe()}", highlight=False)
     if manifest.approvals:
         console.print(_approval_table(manifest))
@@ -163,9 +166,10 @@ def _phase_table(manifest: RunManifest) -> Table:
 def _limits_text(manifest: RunManifest) -> str:
     assert manifest.budget is not None
     limits = manifest.budget.limits.model_dump(exclude_none=True)
-    daily = manifest.budget.daily.model_dump(exclude_none=True)
     texts = [f"{name} {value}" for name, value in limits.items()]
-    texts += [f"daily {name} {value}" for name, value in daily.items()]
+    for scope in DAY_SCOPES:
+        of_scope = manifest.budget.of(scope).model_dump(exclude_none=True)
+        texts += [f"{scope.prefix}{name} {value}" for name, value in of_scope.items()]
     return ", ".join(texts) or "no limit"
 
 

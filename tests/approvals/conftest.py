@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -36,6 +37,7 @@ from orchestrator.settings import Settings
 from orchestrator.workspace import Workspace
 from schemas import AgentBackend, PhaseName, RunManifest, WaitingGate
 from tests.conftest import EXAMPLES, free_port, sample_manifest
+from tests.helpers.pinned_cli import PINNED_CLI
 
 HERE = Path(__file__).resolve().parent
 TASKS = HERE / "tasks"
@@ -183,10 +185,12 @@ class GateStack:
         prepare: Callable[[Path], None] | None = None,
         codex_block: str = "default",
         env: dict[str, str] | None = None,
+        clock: datetime | None = None,
     ) -> PipelineRun:
         """``orchestrator run tests/approvals/tasks/<task>`` on a fresh sample repository
-        (changed by ``prepare`` first, when given), with the codex settings block named and
-        ``env`` added to its environment."""
+        (changed by ``prepare`` first, when given), with the codex settings block named,
+        ``env`` added to its environment and, with ``clock``, its clock pinned to start
+        there (``tests/helpers/pinned_cli.py``)."""
         run_id = f"{name}-{uuid.uuid4().hex[:6]}"
         repo = prepare_sample_repo(self.base / "repos" / run_id)
         if prepare is not None:
@@ -195,7 +199,8 @@ class GateStack:
         command += ["--run-id", run_id, "--env", "dev", "--cloud-block", ""]
         command += ["--codex-block", codex_block]
         log = self.base / "logs" / f"{run_id}.log"
-        return self._spawn(command, run_id, repo, log, env=env)
+        program = [sys.executable, str(PINNED_CLI), clock.isoformat()] if clock else None
+        return self._spawn(command, run_id, repo, log, env=env, program=program)
 
     def resume(self, run: PipelineRun) -> PipelineRun:
         """``orchestrator resume RUN`` in a process of its own, logging after the run's log."""
@@ -210,11 +215,12 @@ class GateStack:
         log: Path,
         *,
         env: dict[str, str] | None = None,
+        program: list[str] | None = None,
     ) -> PipelineRun:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("wb") as out:  # a session of its own: a kill takes its codex servers too
             process = subprocess.Popen(
-                [str(BIN / "orchestrator"), *args],
+                [*(program or [str(BIN / "orchestrator")]), *args],
                 env={**self.env(), **(env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,

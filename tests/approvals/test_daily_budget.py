@@ -3,12 +3,14 @@ completes inside it, the second pauses at a budget gate that says it is the dail
 raised, it completes.
 
 Real parts as in ``test_budget``, in an ORCHESTRATOR_HOME of their own (the day's other
-runs of the task in the session's home would count too).
+runs of the task in the session's home would count too). Both runs start on one pinned
+UTC day, so they never straddle midnight (their clocks start at :data:`DAY`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,9 @@ from schemas import Channel, Decision, RunStatus, StepStatus
 from .conftest import GateStack
 
 pytestmark = [pytest.mark.integration]
+
+DAY = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+"""Where each run's clock starts: both runs start on this UTC day, whenever the test runs."""
 
 
 @pytest.fixture
@@ -32,17 +37,17 @@ def day_stack(gate_stack: GateStack, tmp_path: Path) -> Iterator[GateStack]:
 
 
 def test_the_second_run_of_the_day_pauses_at_the_daily_limit(day_stack: GateStack) -> None:
-    first = day_stack.start("budget-daily.yaml", "daily-first")
+    first = day_stack.start("budget-daily.yaml", "daily-first", clock=DAY)
     assert first.wait() == 0, first.output()
     done = day_stack.manifest(first.run_id)
     assert (done.status, done.usage.agent_calls) == (RunStatus.SUCCEEDED, 5)
     assert done.approvals[-1].id == "handover"  # 5 of 6: no budget gate
 
-    second = day_stack.start("budget-daily.yaml", "daily-second")
+    second = day_stack.start("budget-daily.yaml", "daily-second", clock=DAY)
     waiting = day_stack.wait_for_gate(second, "budget-1")
     paused = day_stack.manifest(second.run_id)
-    assert run_day(paused) == run_day(done)
-    day = run_day(paused).isoformat()
+    assert run_day(paused) == run_day(done) == DAY.date()
+    day = DAY.date().isoformat()
     reached = (
         f"daily agent_calls budget reached: 6 used by 2 runs of add-text-helpers in dev on "
         f"{day} (UTC) of 6"

@@ -149,6 +149,7 @@ def test_pipeline_deployment_runs_a_task_to_a_valid_manifest(served: Served) -> 
     path, manifest = manifest_of(served.home, flow_run.id)
     assert manifest.status is RunStatus.SUCCEEDED
     assert manifest.task.path == str(task_file)
+    assert manifest.deployment is not None and manifest.deployment.name == "pipeline/pipeline"
     assert manifest.sync is not None and manifest.sync.state.value == "synced"
     assert schema_errors("run-manifest", json.loads(path.read_text())) is None
     assert final.name == f"{manifest.task_id}/{manifest.run_id}"
@@ -212,6 +213,9 @@ def test_nightly_run_starts_five_queued_tasks_as_concurrent_pipeline_runs(
     assert sorted(new) == sorted(str(r.id) for r in runs)
     assert all(m.status is RunStatus.SUCCEEDED for m in new.values())
     assert all(Path(m.task.path).parent == queue / "done" for m in new.values())
+    # started by the nightly run, they count against the nightly deployment's day
+    deployments = {m.deployment.name if m.deployment else None for m in new.values()}
+    assert deployments == {"nightly/nightly"}
     assert sorted(p.name for p in queue.iterdir()) == ["done"]
     table = str(summary.data)
     ui = f"{served.info.ui_url.rstrip('/')}/v2/runs/flow-run"

@@ -60,6 +60,7 @@ async def test_sample_task_runs_end_to_end(stack: Stack, tmp_path: Path) -> None
     manifest = load_manifest(stack.workspace.store.find(summary["run_id"]).manifest_path)
     assert schema_errors("run-manifest", manifest.model_dump(mode="json")) is None
     assert manifest.status is RunStatus.SUCCEEDED
+    assert manifest.deployment is None  # called here, not by a deployment
     for phase in ("plan", "build", "test", "review"):
         assert getattr(manifest.phases, phase).status is StepStatus.SUCCEEDED, phase
     assert [s.id for s in manifest.subtasks] == ["slugify", "truncate"]

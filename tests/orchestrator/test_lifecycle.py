@@ -6,9 +6,11 @@ Plain core functions over a run store in a temporary folder; no codex, no Prefec
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from orchestrator.exceptions import InvalidInputError, RunNotFoundError, TaskSpecError
 from orchestrator.lifecycle import (
@@ -29,13 +31,16 @@ from schemas import (
     AgentRole,
     CommandPolicy,
     CommandRecord,
+    DeploymentRef,
     ExecutionMode,
     GateMode,
     PhaseName,
+    RunManifest,
     RunStatus,
     StepStatus,
     TokenUsage,
 )
+from tests.conftest import sample_manifest
 from tests.helpers.repos import git, task_beside_repo
 
 TASK = """\
@@ -85,7 +90,37 @@ def test_start_records_the_task_as_it_was_with_mode_and_policy(
     assert policy is not None
     assert (policy.plan, policy.commands) == (GateMode.AUTO, CommandPolicy.PATCHES_IN_WORKSPACE)
     assert policy.source == "env dev defaults"
+    assert manifest.deployment is None  # not started by a deployment
     assert [e.event for e in workspace.audit.read()] == ["manifest.created"]
+
+
+def test_the_deployment_that_started_a_run_is_recorded_and_kept_on_resume(
+    workspace: Workspace, task_file: Path
+) -> None:
+    nightly = DeploymentRef(id="0b1c2d3e-0000-4000-8000-000000000001", name="nightly/nightly")
+    handle = start_run(workspace, task_file=task_file, env="dev", deployment=nightly)
+    assert handle.read().deployment == nightly
+    fail_run(handle, "killed")
+    assert resume_run(workspace, handle.run_id).read().deployment == nightly  # it started it
+
+
+def test_a_manifest_written_before_runs_recorded_their_deployment_still_reads(
+    workspace: Workspace, task_file: Path
+) -> None:
+    handle = start_run(workspace, task_file=task_file, env="dev")
+    data = json.loads(handle.manifest_path.read_text())
+    del data["deployment"]  # as written before the field existed
+    handle.manifest_path.write_text(json.dumps(data))
+    assert handle.read().deployment is None
+    handle.update(lambda m: None)  # and is written back valid
+    assert json.loads(handle.manifest_path.read_text())["deployment"] is None
+
+
+def test_a_deployment_name_is_flow_slash_deployment() -> None:
+    with pytest.raises(ValidationError, match=r"deployment\.name"):
+        RunManifest.model_validate(
+            {**sample_manifest().model_dump(mode="json"), "deployment": {"id": "x", "name": "n"}}
+        )
 
 
 def test_an_unknown_environment_gets_the_strict_gates(

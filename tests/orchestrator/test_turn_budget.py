@@ -10,6 +10,7 @@ from schemas import (
     AgentRole,
     AgentStep,
     BudgetLimits,
+    BudgetScope,
     PhaseName,
     RunBudget,
     RunManifest,
@@ -26,9 +27,11 @@ def used(tokens: int) -> TokenUsage:
 
 def with_budget(manifest: RunManifest, **limits: object) -> RunManifest:
     daily = limits.pop("daily", {})
+    deployment_daily = limits.pop("deployment_daily", {})
     manifest.budget = RunBudget(
         limits=BudgetLimits.model_validate(limits),
         daily=BudgetLimits.model_validate(daily),
+        deployment_daily=BudgetLimits.model_validate(deployment_daily),
         source="t",
     )
     manifest.phases.plan.steps.append(
@@ -40,11 +43,31 @@ def with_budget(manifest: RunManifest, **limits: object) -> RunManifest:
 def test_the_allowance_is_the_least_left_of_the_runs_and_the_days_limits() -> None:
     manifest = with_budget(sample_manifest(), tokens=3000, daily={"tokens": 10_000})
     assert allowance(manifest) == Allowance(tokens=440)
-    day = DailyUsage("t", "dev", manifest.created_at.date(), 3, UsageTotals(tokens=used(9800)), 0)
-    assert allowance(manifest, day) == Allowance(tokens=200)
+    day = DailyUsage(
+        BudgetScope.DAILY,
+        "t in dev",
+        manifest.created_at.date(),
+        3,
+        UsageTotals(tokens=used(9800)),
+        0,
+    )
+    assert allowance(manifest, [day]) == Allowance(tokens=200)
     assert allowance(with_budget(sample_manifest(), agent_calls=3)) == Allowance()
     assert not Allowance().watched  # no token or cost limit: nothing to watch in a turn
     assert allowance(sample_manifest()) == Allowance()
+
+
+def test_the_deployments_daily_limits_count_in_the_allowance_too() -> None:
+    manifest = with_budget(
+        sample_manifest(), daily={"tokens": 10_000}, deployment_daily={"tokens": 50_000}
+    )
+    today = manifest.created_at.date()
+    task_day = DailyUsage(BudgetScope.DAILY, "t in dev", today, 1, UsageTotals(), 0)
+    deployment_day = DailyUsage(
+        BudgetScope.DEPLOYMENT, "deployment n/n", today, 9, UsageTotals(tokens=used(49_900)), 0
+    )
+    assert allowance(manifest, [task_day]) == Allowance(tokens=10_000)
+    assert allowance(manifest, [task_day, deployment_day]) == Allowance(tokens=100)
 
 
 def test_a_call_reaches_its_allowance_at_or_above_it() -> None:
