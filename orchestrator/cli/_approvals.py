@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import getpass
 import json
-import time
+import signal
+import threading
 from collections.abc import Callable
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -116,9 +118,23 @@ def inbox(
 
 
 def _watch(listing: Callable[[], list[WaitingGate]], interval: float) -> None:
-    """Print the inbox again every ``interval`` seconds until Ctrl-C (exit code 0)."""
+    """Print the inbox again every ``interval`` seconds until Ctrl-C (exit code 0).
+
+    Ctrl-C sets a flag that the loop reads between refreshes: left to ``asyncio.run``'s
+    own handler, a Ctrl-C during a refresh cancels the client's request, which may
+    swallow the cancellation, and the loop went on refreshing. A second Ctrl-C stops a
+    refresh that hangs.
+    """
+    stop = threading.Event()
+
+    def on_ctrl_c(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
     try:
-        while True:
+        while not stop.is_set():
             gates = listing()
             console.clear()  # a no-op unless stdout is a terminal
             console.print(
@@ -126,9 +142,11 @@ def _watch(listing: Callable[[], list[WaitingGate]], interval: float) -> None:
                 f"{interval:g} s, Ctrl-C to stop"
             )
             _print_inbox(gates)
-            time.sleep(interval)  # the refresh period a person asked for, not a wait
+            stop.wait(interval)  # the refresh period a person asked for, not a wait
     except KeyboardInterrupt:
         return
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _print_inbox(gates: list[WaitingGate]) -> None:

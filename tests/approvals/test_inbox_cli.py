@@ -130,7 +130,11 @@ def test_watch_refreshes_until_ctrl_c(
             assert time.monotonic() < deadline, f"no second refresh:\n{log.read_text()}"
             time.sleep(0.2)
         watching.send_signal(signal.SIGINT)
-        assert watching.wait(timeout=30) == 0, log.read_text()
+        try:
+            code = watching.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running 30 s after Ctrl-C:\n{log.read_text()}") from None
+        assert code == 0, log.read_text()
     finally:
         if watching.poll() is None:
             watching.kill()
