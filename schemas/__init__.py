@@ -25,6 +25,7 @@ from .codex import (
     SandboxMode,
 )
 from .documents import DOCUMENTS, generate_schema, render_schema, schema_errors, schema_path
+from .fanout import SubtaskBuild, SubtaskJob
 from .inbox import DecidedGate, DecisionNotice, GateNotice, ResumeNotice, WaitingGate
 from .library import (
     LIBRARY_INDEX_VERSION,
@@ -48,6 +49,7 @@ from .manifest import (
     AgentStep,
     ApprovalPolicy,
     ArtifactRecord,
+    BuiltBy,
     CommandRecord,
     ErrorRecord,
     ExecutionMode,
@@ -125,6 +127,7 @@ __all__ = [
     "BudgetLimits",
     "BudgetScope",
     "BuildReport",
+    "BuiltBy",
     "Channel",
     "CodemodUse",
     "CodexServerConfig",
@@ -184,6 +187,8 @@ __all__ = [
     "StepRestart",
     "StepStatus",
     "StrictModel",
+    "SubtaskBuild",
+    "SubtaskJob",
     "SubtaskRecord",
     "SubtaskSpec",
     "SyncRecord",

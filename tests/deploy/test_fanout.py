@@ -1,0 +1,162 @@
+"""Subtasks fanned out to workers that share only the Prefect API, a git remote and results.
+
+On the served stack (its Prefect server, Vault and replay model), the test starts two
+more process workers on the ``subtasks`` pool, each with its own ORCHESTRATOR_HOME and
+queue, one bare git remote of the sample repository and one result folder
+(``devstack._fanout``, what ``serve --workers 2`` starts). A manager in a process and
+home of its own builds the parallel sample task through them; the same task built on
+one machine gives the same result branch.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from prefect.client.schemas.objects import StateType
+
+from devstack import find_project_dir, run_environ
+from devstack._fanout import (
+    SUBTASK_DEPLOYMENT,
+    manager_environ,
+    prepare_remote,
+    spawn_subtask_workers,
+    worker_queue,
+)
+from orchestrator.gitops import git
+from orchestrator.supervisor import reap, snapshot, still_running, terminate
+from schemas import RunManifest, RunStatus
+
+from .conftest import CLI, Served
+from .helpers import EXAMPLES, manifests, prefect_client
+
+pytestmark = pytest.mark.integration
+
+WORKERS = 2
+RUN_TIMEOUT = 300
+TASK = EXAMPLES / "tasks" / "add-word-stats.yaml"
+
+
+@dataclass(frozen=True)
+class SubtaskWorkers:
+    remote: Path
+    results: Path
+    homes: list[Path]
+
+
+@pytest.fixture(scope="module")
+def subtask_workers(
+    served: Served, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SubtaskWorkers]:
+    """Two subtask workers against the served stack; stopped by PID at the end."""
+    base = tmp_path_factory.mktemp("fanout")
+    remote = prepare_remote(served.info.sample_repo, base / "remote.git")
+    results = base / "results"
+    results.mkdir()
+    homes = [base / f"worker-{i}" for i in range(1, WORKERS + 1)]
+    started = spawn_subtask_workers(
+        served.state_dir,
+        api_url=served.api_url,
+        project_dir=find_project_dir(),
+        count=WORKERS,
+        results=results,
+        homes=homes,
+    )
+    pids = [s.process.pid for s in started]
+    try:
+        for worker in started:
+            worker.wait()
+        yield SubtaskWorkers(remote, results, homes)
+    finally:
+        processes = snapshot(pids)
+        terminate(processes, leaders=pids, timeout=5)
+        reap(processes)
+        assert not still_running(processes)
+
+
+def run_task(
+    served: Served, home: Path, target: Path, extra: dict[str, str]
+) -> subprocess.Popen[str]:
+    """``orchestrator run`` of the parallel sample task as its own manager process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    env |= run_environ(served.state_dir, home=home)  # secret_id in the environment only
+    env |= {"PREFECT_API_URL": served.api_url, "COLUMNS": "200", **extra}
+    return subprocess.Popen(
+        [*CLI, "run", str(TASK), "--repo", str(target), "--env", "dev", "--cloud-block", ""],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def only_run(home: Path) -> RunManifest:
+    (found,) = [m for _, m in manifests(home)]
+    return found
+
+
+def result_tree(manifest: RunManifest) -> str:
+    assert manifest.result is not None and manifest.result.branch
+    return git(Path(manifest.task.repo_path), "rev-parse", f"{manifest.result.branch}^{{tree}}")
+
+
+def test_two_workers_build_the_subtasks_and_the_result_equals_one_machines(
+    served: Served, subtask_workers: SubtaskWorkers, tmp_path: Path
+) -> None:
+    workers = subtask_workers
+    queues = [worker_queue(i) for i in range(1, WORKERS + 1)]
+    targets = {}
+    for name in ("fanned", "local"):
+        targets[name] = tmp_path / name / "repo"
+        git(tmp_path, "clone", "--quiet", str(workers.remote), str(targets[name]))
+    queue_of = dict(zip(map(str, workers.homes), queues, strict=True))
+    fanout = manager_environ(remote=workers.remote, queues=queues, results=workers.results)
+    homes = {"fanned": tmp_path / "fanned" / "home", "local": tmp_path / "local" / "home"}
+    processes = {
+        "fanned": run_task(served, homes["fanned"], targets["fanned"], fanout),
+        "local": run_task(served, homes["local"], targets["local"], {}),
+    }
+    outputs = {name: p.communicate(timeout=RUN_TIMEOUT)[0] for name, p in processes.items()}
+    for name, process in processes.items():
+        assert process.returncode == 0, f"{name} run failed:\n{outputs[name]}"
+
+    fanned, local = only_run(homes["fanned"]), only_run(homes["local"])
+    assert fanned.status is RunStatus.SUCCEEDED and local.status is RunStatus.SUCCEEDED
+    assert result_tree(fanned) == result_tree(local)
+
+    # Each worker built one subtask, in a run of the subtask deployment, on its own home.
+    built_by = {s.id: s.built_by for s in fanned.subtasks}
+    assert all(b is not None for b in built_by.values()), built_by
+    assert sorted(b.worker for b in built_by.values() if b) == [f"subtask-{q}" for q in queues]
+    assert sorted(b.home for b in built_by.values() if b) == sorted(str(h) for h in workers.homes)
+    assert all(s.built_by is None for s in local.subtasks)
+    with prefect_client(served.api_url) as client:
+        deployment = client.read_deployment_by_name(SUBTASK_DEPLOYMENT)
+        for subtask_id, who in built_by.items():
+            assert who is not None
+            flow_run = client.read_flow_run(UUID(who.flow_run_id))
+            assert flow_run.deployment_id == deployment.id
+            assert flow_run.state is not None and flow_run.state.type is StateType.COMPLETED
+            assert flow_run.work_queue_name == queue_of[who.home]
+            assert subtask_id in flow_run.name
+
+    # The manager recorded what each worker's builder did, as the one-machine run did.
+    for subtask in fanned.subtasks:
+        step, there = fanned.step(subtask.step_id or ""), local.step(subtask.step_id or "")
+        assert step is not None and there is not None
+        assert [(c.command, c.exit_code) for c in step.commands] == [
+            (c.command, c.exit_code) for c in there.commands
+        ]
+        assert step.tokens == there.tokens and step.tokens.total_tokens > 0
+        assert subtask.builder_calls == 1
+
+    # The worker's own run holds its subtask only; the manager's work folder holds none.
+    for home in workers.homes:
+        (worker_run,) = [m for _, m in manifests(home)]
+        assert (worker_run.task_id, worker_run.run_id) == (fanned.task_id, fanned.run_id)
+        assert len(worker_run.subtasks) == 1
