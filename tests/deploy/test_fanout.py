@@ -1,82 +1,41 @@
 """Subtasks fanned out to workers that share only the Prefect API, a git remote and results.
 
-On the served stack (its Prefect server, Vault and replay model), the test starts two
-more process workers on the ``subtasks`` pool, each with its own ORCHESTRATOR_HOME and
-queue, one bare git remote of the sample repository and one result folder
-(``devstack._fanout``, what ``serve --workers 2`` starts). A manager in a process and
-home of its own builds the parallel sample task through them; the same task built on
-one machine gives the same result branch.
+``served_postgres`` runs with ``--workers 2`` (``orchestrator serve``): two more process
+workers on the ``subtasks`` pool, each with its own ORCHESTRATOR_HOME and queue, one
+bare git remote of the sample repository and one result folder. A manager in a process
+and home of its own builds the parallel sample task through them; the same task built
+on one machine gives the same result branch.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
 import pytest
 from prefect.client.schemas.objects import StateType
 
-from devstack import find_project_dir, run_environ
+from devstack import run_environ
 from devstack._fanout import (
+    REMOTE_DIR,
+    RESULTS_DIR,
     SUBTASK_DEPLOYMENT,
+    WORKERS_DIR,
     manager_environ,
-    prepare_remote,
-    spawn_subtask_workers,
     worker_queue,
 )
 from orchestrator.gitops import git
-from orchestrator.supervisor import reap, snapshot, still_running, terminate
 from schemas import RunManifest, RunStatus
 
-from .conftest import CLI, Served
+from .conftest import CLI, SUBTASK_WORKERS, Served
 from .helpers import EXAMPLES, manifests, prefect_client
 
 pytestmark = pytest.mark.integration
 
-WORKERS = 2
 RUN_TIMEOUT = 300
 TASK = EXAMPLES / "tasks" / "add-word-stats.yaml"
-
-
-@dataclass(frozen=True)
-class SubtaskWorkers:
-    remote: Path
-    results: Path
-    homes: list[Path]
-
-
-@pytest.fixture(scope="module")
-def subtask_workers(
-    served: Served, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[SubtaskWorkers]:
-    """Two subtask workers against the served stack; stopped by PID at the end."""
-    base = tmp_path_factory.mktemp("fanout")
-    remote = prepare_remote(served.info.sample_repo, base / "remote.git")
-    results = base / "results"
-    results.mkdir()
-    homes = [base / f"worker-{i}" for i in range(1, WORKERS + 1)]
-    started = spawn_subtask_workers(
-        served.state_dir,
-        api_url=served.api_url,
-        project_dir=find_project_dir(),
-        count=WORKERS,
-        results=results,
-        homes=homes,
-    )
-    pids = [s.process.pid for s in started]
-    try:
-        for worker in started:
-            worker.wait()
-        yield SubtaskWorkers(remote, results, homes)
-    finally:
-        processes = snapshot(pids)
-        terminate(processes, leaders=pids, timeout=5)
-        reap(processes)
-        assert not still_running(processes)
 
 
 def run_task(
@@ -105,17 +64,35 @@ def result_tree(manifest: RunManifest) -> str:
     return git(Path(manifest.task.repo_path), "rev-parse", f"{manifest.result.branch}^{{tree}}")
 
 
-def test_two_workers_build_the_subtasks_and_the_result_equals_one_machines(
-    served: Served, subtask_workers: SubtaskWorkers, tmp_path: Path
+def test_serve_workers_start_subtask_workers_with_homes_a_remote_and_a_result_folder(
+    served_postgres: Served,
 ) -> None:
-    workers = subtask_workers
-    queues = [worker_queue(i) for i in range(1, WORKERS + 1)]
+    served = served_postgres
+    assert served.info.subtask_workers == SUBTASK_WORKERS
+    assert "on 2 workers of pool subtasks" in served.output
+    assert git(served.state_dir / REMOTE_DIR, "rev-parse", "--is-bare-repository") == "true"
+    with prefect_client(served.api_url) as client:
+        workers = client.read_workers_for_work_pool("subtasks")
+        queues = {q.name for q in client.read_work_queues(work_pool_name="subtasks")}
+    assert len([w for w in workers if w.status == "ONLINE"]) == SUBTASK_WORKERS
+    assert {worker_queue(i) for i in range(1, SUBTASK_WORKERS + 1)} <= queues
+
+
+def test_two_workers_build_the_subtasks_and_the_result_equals_one_machines(
+    served_postgres: Served, tmp_path: Path
+) -> None:
+    served = served_postgres
+    remote, results = served.state_dir / REMOTE_DIR, served.state_dir / RESULTS_DIR
+    worker_homes = [
+        served.state_dir / WORKERS_DIR / str(i) / "home" for i in range(1, SUBTASK_WORKERS + 1)
+    ]
+    queues = [worker_queue(i) for i in range(1, SUBTASK_WORKERS + 1)]
+    queue_of = dict(zip(map(str, worker_homes), queues, strict=True))
     targets = {}
     for name in ("fanned", "local"):
         targets[name] = tmp_path / name / "repo"
-        git(tmp_path, "clone", "--quiet", str(workers.remote), str(targets[name]))
-    queue_of = dict(zip(map(str, workers.homes), queues, strict=True))
-    fanout = manager_environ(remote=workers.remote, queues=queues, results=workers.results)
+        git(tmp_path, "clone", "--quiet", str(remote), str(targets[name]))
+    fanout = manager_environ(remote=remote, queues=queues, results=results)
     homes = {"fanned": tmp_path / "fanned" / "home", "local": tmp_path / "local" / "home"}
     processes = {
         "fanned": run_task(served, homes["fanned"], targets["fanned"], fanout),
@@ -133,7 +110,7 @@ def test_two_workers_build_the_subtasks_and_the_result_equals_one_machines(
     built_by = {s.id: s.built_by for s in fanned.subtasks}
     assert all(b is not None for b in built_by.values()), built_by
     assert sorted(b.worker for b in built_by.values() if b) == [f"subtask-{q}" for q in queues]
-    assert sorted(b.home for b in built_by.values() if b) == sorted(str(h) for h in workers.homes)
+    assert sorted(b.home for b in built_by.values() if b) == sorted(map(str, worker_homes))
     assert all(s.built_by is None for s in local.subtasks)
     with prefect_client(served.api_url) as client:
         deployment = client.read_deployment_by_name(SUBTASK_DEPLOYMENT)
@@ -156,7 +133,7 @@ def test_two_workers_build_the_subtasks_and_the_result_equals_one_machines(
         assert subtask.builder_calls == 1
 
     # The worker's own run holds its subtask only; the manager's work folder holds none.
-    for home in workers.homes:
+    for home in worker_homes:
         (worker_run,) = [m for _, m in manifests(home)]
         assert (worker_run.task_id, worker_run.run_id) == (fanned.task_id, fanned.run_id)
         assert len(worker_run.subtasks) == 1
