@@ -9,13 +9,20 @@ on one machine gives the same result branch.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 from uuid import UUID
 
 import pytest
-from prefect.client.schemas.objects import StateType
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.client.schemas.objects import FlowRun, StateType
 
 from devstack import run_environ
 from devstack._fanout import (
@@ -27,6 +34,7 @@ from devstack._fanout import (
     worker_queue,
 )
 from orchestrator.gitops import git
+from orchestrator.supervisor import snapshot
 from schemas import RunManifest, RunStatus
 
 from .conftest import CLI, SUBTASK_WORKERS, Served
@@ -35,19 +43,23 @@ from .helpers import EXAMPLES, manifests, prefect_client
 pytestmark = pytest.mark.integration
 
 RUN_TIMEOUT = 300
+T = TypeVar("T")
 TASK = EXAMPLES / "tasks" / "add-word-stats.yaml"
 
 
-def run_task(
-    served: Served, home: Path, target: Path, extra: dict[str, str]
-) -> subprocess.Popen[str]:
-    """``orchestrator run`` of the parallel sample task as its own manager process."""
+def manager_env(served: Served, home: Path, extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
     env |= run_environ(served.state_dir, home=home)  # secret_id in the environment only
-    env |= {"PREFECT_API_URL": served.api_url, "COLUMNS": "200", **extra}
+    return env | {"PREFECT_API_URL": served.api_url, "COLUMNS": "200", **extra}
+
+
+def run_task(
+    served: Served, home: Path, target: Path, extra: dict[str, str], *options: str
+) -> subprocess.Popen[str]:
+    """``orchestrator run`` of the parallel sample task as its own manager process."""
     return subprocess.Popen(
-        [*CLI, "run", str(TASK), "--repo", str(target), "--env", "dev", "--cloud-block", ""],
-        env=env,
+        [*CLI, "run", str(TASK), "--repo", str(target), "--cloud-block", "", *options],
+        env=manager_env(served, home, extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -137,3 +149,107 @@ def test_two_workers_build_the_subtasks_and_the_result_equals_one_machines(
         (worker_run,) = [m for _, m in manifests(home)]
         assert (worker_run.task_id, worker_run.run_id) == (fanned.task_id, fanned.run_id)
         assert len(worker_run.subtasks) == 1
+
+
+def test_a_killed_manager_resumes_without_dispatching_again_and_a_crashed_build_runs_again(
+    served_postgres: Served, tmp_path: Path
+) -> None:
+    """SIGKILL of the manager and of one subtask's flow-run process while it builds (its
+    worker marks it Crashed); ``orchestrator resume`` finds both subtask runs by their
+    idempotency keys, reads the finished one and runs the crashed one again."""
+    served = served_postgres
+    run_id = "fanout-killed-1"
+    remote, results = served.state_dir / REMOTE_DIR, served.state_dir / RESULTS_DIR
+    queues = [worker_queue(i) for i in range(1, SUBTASK_WORKERS + 1)]
+    fanout = manager_environ(remote=remote, queues=queues, results=results)
+    home, target = tmp_path / "home", tmp_path / "repo"
+    git(tmp_path, "clone", "--quiet", str(remote), str(target))
+    manager = run_task(served, home, target, fanout, "--run-id", run_id)
+    with prefect_client(served.api_url) as client:
+        deployment = client.read_deployment_by_name(SUBTASK_DEPLOYMENT)
+        try:
+            victim = wait_for(lambda: running_subtask_run(client, deployment.id, run_id))
+            kill_tree(flow_run_process(victim.id))
+            kill_tree(manager.pid)
+        finally:
+            manager.kill()
+            manager.communicate(timeout=60)
+        wait_for(lambda: state_of(client, victim.id) is StateType.CRASHED or None)
+        resumed = subprocess.run(
+            [*CLI, "resume", f"add-word-stats/{run_id}", "--cloud-block", ""],
+            env=manager_env(served, home, fanout),
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            check=False,
+        )
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        runs = subtask_runs(client, deployment.id, run_id)
+        history = [s.type for s in client.read_flow_run_states(victim.id)]
+
+    assert len(runs) == SUBTASK_WORKERS  # one run per subtask: none dispatched twice
+    assert all(r.state is not None and r.state.type is StateType.COMPLETED for r in runs)
+    assert StateType.CRASHED in history and history[-1] is StateType.COMPLETED
+    manifest = only_run(home)
+    assert manifest.status is RunStatus.SUCCEEDED
+    built_by = {s.id: s.built_by for s in manifest.subtasks}
+    assert {b.flow_run_id for b in built_by.values() if b} == {str(r.id) for r in runs}
+    # The subtask that finished before the kill was read, never built again.
+    (finished,) = [
+        s for s in manifest.subtasks if s.built_by and s.built_by.flow_run_id != str(victim.id)
+    ]
+    assert finished.builder_calls == 1
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float = 120) -> T:
+    """``probe()`` once it is not None, polled every 0.1 s for at most ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while (found := probe()) is None:
+        assert time.monotonic() < deadline, f"nothing after {timeout} s"
+        time.sleep(0.1)
+    return found
+
+
+def subtask_runs(client: SyncPrefectClient, deployment_id: UUID, run_id: str) -> list[FlowRun]:
+    runs = client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+    )
+    return [r for r in runs if f"/{run_id}/" in r.name]
+
+
+def running_subtask_run(
+    client: SyncPrefectClient, deployment_id: UUID, run_id: str
+) -> FlowRun | None:
+    running = [
+        r
+        for r in subtask_runs(client, deployment_id, run_id)
+        if r.state is not None and r.state.type is StateType.RUNNING
+    ]
+    return running[0] if running else None
+
+
+def state_of(client: SyncPrefectClient, flow_run_id: UUID) -> StateType | None:
+    state = client.read_flow_run(flow_run_id).state
+    return state.type if state else None
+
+
+def flow_run_process(flow_run_id: UUID) -> int:
+    """The PID of the process that runs the flow run (its worker's child)."""
+    wanted = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
+
+    def find() -> int | None:
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                        return int(entry.name)
+        return None
+
+    return wait_for(find, timeout=30)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and all it started (snapshotted first)."""
+    for member in snapshot([pid]):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
