@@ -48,9 +48,11 @@ def base_branch(handle: RunHandle) -> str:
     return f"orchestrator/{handle.task_id}/{handle.run_id}/base"
 
 
-def dispatch_key(job: SubtaskJob) -> str:
-    """The idempotency key of a subtask's deployment run: one per run and subtask."""
-    return f"build-subtask:{job.task_id}/{job.run_id}/{job.subtask.id}"
+def dispatch_key(job: SubtaskJob, attempt: int = 1) -> str:
+    """The idempotency key of a subtask's deployment run: one per run, subtask and attempt
+    (a crashed build's next attempt is a run of its own)."""
+    key = f"build-subtask:{job.task_id}/{job.run_id}/{job.subtask.id}"
+    return key if attempt == 1 else f"{key}#{attempt}"
 
 
 def subtask_remote(handle: RunHandle) -> str:
@@ -119,9 +121,10 @@ def clone_path(workspace: Workspace, remote: str) -> Path:
 def open_worker_run(workspace: Workspace, job: SubtaskJob) -> RunHandle:
     """The worker's own run of the job's task and run ids, on its clone of the remote.
 
-    The base branch is fetched first. A run the worker made for an earlier try of this
-    subtask is continued (a built subtask is not built again); else one is created with
-    the job's task, policy and budget, and only this subtask.
+    The base branch is fetched first. A run the worker made for this run before is
+    continued (a subtask it built is not built again; a subtask of the run it had not
+    seen, such as another worker's crashed one, is added); else one is created with the
+    job's task, policy and budget, and only this subtask.
 
     Raises:
         GitError: the remote or its base branch cannot be fetched.
@@ -131,6 +134,7 @@ def open_worker_run(workspace: Workspace, job: SubtaskJob) -> RunHandle:
     fetch_branch(clone, job.remote, job.base_ref)
     handle = RunHandle(workspace, job.task_id, job.run_id)
     if handle.manifest_path.exists():
+        _add_subtask(handle, job.subtask)
         return handle
     check_outside_agent_roots(workspace, clone, task_id=job.task_id, run_id=job.run_id)
     now = utc_now()
@@ -148,6 +152,16 @@ def open_worker_run(workspace: Workspace, job: SubtaskJob) -> RunHandle:
     )
     workspace.store.create(manifest, actor=ACTOR)
     return handle
+
+
+def _add_subtask(handle: RunHandle, planned: SubtaskRecord) -> None:
+    if handle.read().subtask(planned.id) is not None:
+        return
+
+    def add(m: RunManifest) -> None:
+        m.subtasks.append(planned)
+
+    handle.update(add, event="subtask.received", subtask=planned.id)
 
 
 def push_subtask(handle: RunHandle, job: SubtaskJob) -> None:

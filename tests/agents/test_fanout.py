@@ -21,6 +21,7 @@ from agents.fanout import (
     subtask_job,
 )
 from agents.steps import build_artifact, build_diff_artifact, build_step_id, subtask_branch
+from flows._fanout import attempt_queue
 from orchestrator.exceptions import InvalidInputError
 from orchestrator.gitops import branch_commit, commit_all, fresh_worktree
 from orchestrator.lifecycle import RunHandle, StepOutcome, begin_step, finish_step, start_run
@@ -187,3 +188,16 @@ def test_a_build_naming_another_branch_or_a_commit_the_remote_lacks_is_refused(
         record_build(manager, str(remote), forged)
 
     assert manager.manifest_path.read_bytes() == before
+
+
+def test_each_attempt_has_its_own_key_and_a_crashed_builds_next_attempt_the_next_queue(
+    manager: RunHandle, remote: Path
+) -> None:
+    job = subtask_job(
+        manager, "one", remote=str(remote), base_ref="b", codex_block="c", vault_block="v"
+    )
+    assert dispatch_key(job, 2) == f"{dispatch_key(job)}#2" != dispatch_key(job, 3)
+    queues = ["worker-1", "worker-2"]
+    assert [attempt_queue(queues, 0, a) for a in (1, 2, 3)] == ["worker-1", "worker-2", "worker-1"]
+    assert [attempt_queue(queues, 1, a) for a in (1, 2)] == ["worker-2", "worker-1"]
+    assert attempt_queue([], 1, 2) is None
