@@ -10,6 +10,7 @@ on one machine gives the same result branch.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -21,7 +22,12 @@ from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import SyncPrefectClient
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    DeploymentFilter,
+    DeploymentFilterId,
+)
 from prefect.client.schemas.objects import FlowRun, StateType
 
 from devstack import run_environ
@@ -34,6 +40,7 @@ from devstack._fanout import (
     worker_queue,
 )
 from orchestrator.gitops import git
+from orchestrator.literal import md_text
 from orchestrator.supervisor import snapshot
 from schemas import RunManifest, RunStatus
 
@@ -133,6 +140,15 @@ def test_two_workers_build_the_subtasks_and_the_result_equals_one_machines(
             assert flow_run.state is not None and flow_run.state.type is StateType.COMPLETED
             assert flow_run.work_queue_name == queue_of[who.home]
             assert subtask_id in flow_run.name
+        key = f"subtasks-{fanned.task_id}-{fanned.run_id}".lower()
+        (table,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+    # The run's subtasks table in the UI says who built each.
+    rows: list[dict[str, str]] = json.loads(str(table.data))
+    shown = {row["subtask"]: row["built by"] for row in rows}
+    for subtask_id, who in built_by.items():
+        assert who is not None and md_text(who.worker) in shown[md_text(subtask_id)]
 
     # The manager recorded what each worker's builder did, as the one-machine run did.
     for subtask in fanned.subtasks:
