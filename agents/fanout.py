@@ -128,10 +128,15 @@ def open_worker_run(workspace: Workspace, job: SubtaskJob) -> RunHandle:
 
     Raises:
         GitError: the remote or its base branch cannot be fetched.
-        InvalidInputError: the clone lies where agents can write.
+        InvalidInputError: the base branch is not at the run's base commit, or the clone
+            lies where agents can write.
     """
     clone = mirror_clone(clone_path(workspace, job.remote), job.remote)
-    fetch_branch(clone, job.remote, job.base_ref)
+    if fetch_branch(clone, job.remote, job.base_ref) != job.task.base_commit:
+        raise InvalidInputError(
+            f"the remote's {job.base_ref} is not at the run's base commit "
+            f"{job.task.base_commit}: something else moved it"
+        )
     handle = RunHandle(workspace, job.task_id, job.run_id)
     if handle.manifest_path.exists():
         _add_subtask(handle, job.subtask)

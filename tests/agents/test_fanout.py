@@ -201,3 +201,23 @@ def test_each_attempt_has_its_own_key_and_a_crashed_builds_next_attempt_the_next
     assert [attempt_queue(queues, 0, a) for a in (1, 2, 3)] == ["worker-1", "worker-2", "worker-1"]
     assert [attempt_queue(queues, 1, a) for a in (1, 2)] == ["worker-2", "worker-1"]
     assert attempt_queue([], 1, 2) is None
+
+
+def test_a_worker_refuses_a_base_branch_that_moved_and_makes_no_run(
+    tmp_path: Path, manager: RunHandle, remote: Path
+) -> None:
+    base_ref = push_base(manager, str(remote))
+    job = subtask_job(
+        manager, "one", remote=str(remote), base_ref=base_ref, codex_block="c", vault_block="v"
+    )
+    repo = Path(manager.read().task.repo_path)
+    (repo / "other.txt").write_text("moved\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "moved")
+    git(repo, "push", "-q", "--force", str(remote), f"HEAD:refs/heads/{base_ref}")
+    worker = Workspace.open(Settings(home=tmp_path / "worker"))
+
+    with pytest.raises(InvalidInputError, match="not at the run's base commit"):
+        open_worker_run(worker, job)
+
+    assert worker.store.list_runs() == []
