@@ -66,11 +66,14 @@ schemas: setup
 # `make serve DATABASE=postgres` runs the Prefect server on a PostgreSQL cluster in .serve/
 # (a URL with a password goes in ORCHESTRATOR_PREFECT_DATABASE, not here); `MAX_RUNS=N`
 # sets how many flow runs the work pool runs at once (default: what the machine holds).
+# `make serve WORKERS=2` also starts two subtask workers (own homes, one bare git remote,
+# one result folder): parallel runs build their subtasks there (docs/deployments.md).
 # `ORCHESTRATOR_NOTIFY_WEBHOOK=URL make serve` also notifies URL when a run waits for a person.
 DATABASE ?=
 MAX_RUNS ?=
+WORKERS ?=
 serve: setup $(if $(filter postgres postgresql,$(DATABASE)),system-postgres)
-	$(BIN)/orchestrator serve $(if $(DATABASE),--database '$(DATABASE)') $(if $(MAX_RUNS),--max-runs $(MAX_RUNS))
+	$(BIN)/orchestrator serve $(if $(DATABASE),--database '$(DATABASE)') $(if $(MAX_RUNS),--max-runs $(MAX_RUNS)) $(if $(WORKERS),--workers $(WORKERS))
 
 stop:
 	@if test -x $(BIN)/orchestrator; then $(BIN)/orchestrator stop; else echo "no $(VENV): nothing to stop"; fi

@@ -66,6 +66,10 @@ def build_artifact(subtask_id: str) -> str:
     return f"build/{subtask_id}.json"
 
 
+def build_diff_artifact(subtask_id: str) -> str:
+    return f"build/{subtask_id}.diff"
+
+
 def subtask_branch(handle: RunHandle, subtask_id: str) -> str:
     return f"orchestrator/{handle.task_id}/{handle.run_id}/subtask/{subtask_id}"
 
@@ -259,7 +263,7 @@ async def build_step(
             step_id=step_id,
         ),
         handle.store_artifact(
-            f"build/{subtask_id}.diff",
+            build_diff_artifact(subtask_id),
             diff(worktree.path, manifest.task.base_commit, commit),
             kind="diff",
             step_id=step_id,

@@ -6,7 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -101,15 +101,20 @@ def spawn_worker(
     project_dir: Path,
     pool: str = WORK_POOL,
     timeout: float = 60,
+    service: str = "worker",
+    queue: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Starting:
     """``prefect worker start --pool POOL``; ready once the API lists it online.
 
     Its environment, which its flow runs inherit, holds :func:`run_environ` (the
     orchestrator home and the AppRole secret_id), the Prefect client's retry bound
     (:func:`orchestrator.prefect_retries.prefect_client_environ`: our defaults, or the
-    ``PREFECT_CLIENT_*`` values this process has) and the flow-run heartbeat that the
-    crash automation watches (:func:`flows.heartbeats.heartbeat_environ`); its working
-    folder is the project (``prefect.yaml``'s pull step reads ``$PWD``).
+    ``PREFECT_CLIENT_*`` values this process has), the flow-run heartbeat that the
+    crash automation watches (:func:`flows.heartbeats.heartbeat_environ`) and
+    ``environ``; its working folder is the project (``prefect.yaml``'s pull step reads
+    ``$PWD``). It is recorded as ``service`` and takes the runs of ``queue`` only, when
+    given.
     """
     from flows.heartbeats import heartbeat_environ
 
@@ -120,14 +125,16 @@ def spawn_worker(
     env.update(prefect_client_environ())
     env.update(run_environ(state_dir, home=home), PWD=str(project_dir))
     env.update(heartbeat_environ())
-    name = f"orchestrator-{pool}-{os.getpid()}"
+    env.update(environ or {})
+    name = f"orchestrator-{pool}-{f'{queue}-' if queue else ''}{os.getpid()}"
     command = _prefect("worker", "start", "--pool", pool, "--type", "process", "--name", name)
+    command += ["--work-queue", queue] if queue else []
 
     def online(process: Supervised) -> str | None:
         return _worker_online(api_url, pool, name)
 
     return spawn_part(
-        "worker",
+        service,
         command,
         state_dir=state_dir,
         env=env,

@@ -61,6 +61,9 @@ class StackInfo(BaseModel):
     model: str
     replay_fixtures: Path | None
     sample_repo: Path
+    subtask_workers: int = Field(
+        default=0, description="Subtask workers started (serve --workers); 0: none."
+    )
     started_in_seconds: float
 
 

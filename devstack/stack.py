@@ -78,9 +78,19 @@ from orchestrator.exceptions import DevStackError
 from orchestrator.supervisor import Stoppable, reap, snapshot, terminate
 
 from ._database import SQLITE, Database
+from ._fanout import (
+    REMOTE_DIR,
+    RESULTS_DIR,
+    SUBTASK_POOL,
+    manager_environ,
+    prepare_remote,
+    spawn_subtask_workers,
+    worker_queue,
+)
 from ._parts import (
     ENV,
     RealModel,
+    Starting,
     read_cloud_token,
     replay_codex_config,
     run_environ,
@@ -197,6 +207,9 @@ class DevStack(Stoppable):
         max_runs: The work pool's concurrency limit (admission control); ``None``: none.
         notify_webhook: Where the notification automations POST (a Custom Webhook block
             ``custom-webhook/orchestrator-dev``); None: no notifications.
+        workers: Subtask workers to start (:mod:`devstack._fanout`): each with its own
+            home and queue on the ``subtasks`` pool; parallel runs then build their
+            subtasks there. 0: none (subtasks are built in the run's own process).
     """
 
     state_dir: Path
@@ -210,6 +223,7 @@ class DevStack(Stoppable):
     database: Database = SQLITE
     max_runs: int | None = None
     notify_webhook: str | None = None
+    workers: int = 0
     info: StackInfo | None = field(default=None, init=False)
     _shown_database: str = field(default="sqlite", init=False, repr=False)
 
@@ -279,7 +293,7 @@ class DevStack(Stoppable):
             cloud_url=cloud_url,
             api_url=api_url,
         )
-        deployments, pool = self._start_workload(api_url)
+        deployments, pool = self._start_workload(api_url, repo)
         return StackInfo(
             state_dir=state_dir,
             home=self.home,
@@ -299,6 +313,7 @@ class DevStack(Stoppable):
             model=codex.model,
             replay_fixtures=fixtures,
             sample_repo=repo,
+            subtask_workers=self.workers if pool else 0,
             started_in_seconds=round(time.monotonic() - started, 1),
         )
 
@@ -312,28 +327,50 @@ class DevStack(Stoppable):
         self._shown_database = postgres.public_url
         return postgres.url
 
-    def _start_workload(self, api_url: str | None) -> tuple[list[str], str]:
-        """Work pool, automations, worker and deployments (the worker starts while the
+    def _start_workload(self, api_url: str | None, repo: Path) -> tuple[list[str], str]:
+        """Work pools, automations, workers and deployments (the workers start while the
         deploy runs)."""
         if api_url is None:
             return [], ""
         create_work_pool(api_url, name=self.pool, max_runs=self.max_runs)
+        create_work_pool(api_url, name=SUBTASK_POOL)  # prefect.yaml's build-subtask pool
         webhook = self.notify_webhook
         notify = save_notify_block(webhook, api_url=api_url) if webhook else None
         create_automations(api_url, notify_block=notify)
         project_dir = self.project_dir or Path.cwd()  # set by start() when these parts run
-        worker = None
+        workers = []
         if "worker" in self.parts:
-            worker = spawn_worker(
-                self.state_dir,
-                api_url=api_url,
-                home=self.home,
-                project_dir=project_dir,
-                pool=self.pool,
-            )
+            workers = self._spawn_workers(api_url, project_dir, repo)
         deployments: list[str] = []
         if "deploy" in self.parts:
             deployments = deploy(api_url, state_dir=self.state_dir, project_dir=project_dir)
-        if worker is not None:
+        for worker in workers:
             worker.wait()
         return deployments, self.pool
+
+    def _spawn_workers(self, api_url: str, project_dir: Path, repo: Path) -> list[Starting]:
+        """The main worker and, with ``workers``, the subtask workers it fans out to."""
+        fanout: dict[str, str] = {}
+        subtask_workers: list[Starting] = []
+        if self.workers:
+            results = self.state_dir / RESULTS_DIR
+            results.mkdir(exist_ok=True)
+            remote = prepare_remote(repo, self.state_dir / REMOTE_DIR)
+            queues = [worker_queue(i) for i in range(1, self.workers + 1)]
+            fanout = manager_environ(remote=remote, queues=queues, results=results)
+            subtask_workers = spawn_subtask_workers(
+                self.state_dir,
+                api_url=api_url,
+                project_dir=project_dir,
+                count=self.workers,
+                results=results,
+            )
+        main = spawn_worker(
+            self.state_dir,
+            api_url=api_url,
+            home=self.home,
+            project_dir=project_dir,
+            pool=self.pool,
+            environ=fanout,
+        )
+        return [main, *subtask_workers]

@@ -44,6 +44,9 @@ async def publish_subtasks(handle: RunHandle, manifest: RunManifest) -> None:
             "branch": md_text(s.branch or ""),
             "commit": (s.commit or "")[:12],
             "builder calls": s.builder_calls,
+            "built by": md_text(f"{s.built_by.worker} ({s.built_by.flow_run_id})")
+            if s.built_by
+            else "this run",
         }
         for s in manifest.subtasks
     ]

@@ -2,7 +2,9 @@
 
 In ``parallel`` mode the builders run concurrently (at most ``execution.max_parallel``
 of this run, and at most the ``codex-builders`` global concurrency limit across runs
-when that limit exists); in ``mcp`` mode one after the other. The phase ends by
+when that limit exists): in this process, or, with ``ORCHESTRATOR_SUBTASK_DEPLOYMENT``
+set, each as a deployment run on the workers of that deployment's pool
+(:mod:`flows._fanout`). In ``mcp`` mode one after the other. The phase ends by
 merging every subtask branch into the run's result branch.
 """
 
@@ -18,6 +20,7 @@ from agents.steps import build_step, build_step_id, merge_step
 from schemas import ExecutionMode, PhaseName, RunResult, SubtaskRecord
 
 from ._artifacts import publish_subtasks
+from ._fanout import BUILDERS_LIMIT, build_on_workers
 from ._runtime import (
     DEFAULT_BLOCK,
     PhaseRuntime,
@@ -26,8 +29,6 @@ from ._runtime import (
     run_logger,
     running_phase,
 )
-
-BUILDERS_LIMIT = "codex-builders"
 
 
 @agent_task("builder", run_name="builder {subtask_id}")
@@ -51,11 +52,15 @@ async def merge(runtime: PhaseRuntime) -> RunResult:
     return result
 
 
-async def _build_all(runtime: PhaseRuntime, subtask_ids: list[str]) -> None:
+async def _build_all(runtime: PhaseRuntime, subtask_ids: list[str], blocks: dict[str, str]) -> None:
     manifest = runtime.handle.read()
     if manifest.mode.mode is not ExecutionMode.PARALLEL:
         for subtask_id in subtask_ids:
             await builder(runtime, subtask_id)
+        return
+    deployment = runtime.handle.workspace.settings.subtask_deployment
+    if deployment:
+        await build_on_workers(runtime, subtask_ids, deployment=deployment, **blocks)
         return
     gate = asyncio.Semaphore(manifest.task.spec.execution.max_parallel)
 
@@ -81,7 +86,8 @@ async def build_flow(
     ) as runtime:
         subtask_ids = [s.id for s in runtime.handle.read().subtasks]
         try:
-            await _build_all(runtime, subtask_ids)
+            blocks = {"codex_block": codex_block, "vault_block": vault_block}
+            await _build_all(runtime, subtask_ids, blocks)
         finally:
             await publish_subtasks(runtime.handle, runtime.handle.read())
         result = await merge(runtime)

@@ -49,7 +49,16 @@ CRASH_MESSAGE = (
     "the process running this flow run stopped sending heartbeats (killed, or its machine "
     "died); continue the run with 'orchestrator resume RUN'"
 )
-FLOW_NAMES = ("pipeline", "plan", "build", "test", "review", "nightly", "sync-backlog")
+FLOW_NAMES = (
+    "pipeline",
+    "plan",
+    "build",
+    "build-subtask",
+    "test",
+    "review",
+    "nightly",
+    "sync-backlog",
+)
 """Every flow of this project (a test checks the list against the ``@flow`` names)."""
 ENDED_EVENTS = frozenset(
     f"prefect.flow-run.{name}"

@@ -22,6 +22,7 @@
     ├── SyncError                               the Runs API refused or could not be reached
     ├── GitError                                a git command of ours failed
     ├── RunFailedError                          a run ended failed (carries the reason)
+    ├── SubtaskRunError                         a subtask's deployment run on a worker failed
     ├── BudgetStoppedError                      a person (or expiry) stopped a run at its budget
     ├── ProcessError                            a process we started exited early, was not
     │                                           ready in time, or survived SIGKILL
@@ -190,6 +191,16 @@ class RunFailedError(OrchestratorError):
         super().__init__(message)
         self.run_id = run_id
         self.reason = reason
+
+
+class SubtaskRunError(OrchestratorError):
+    """A subtask's build on a worker (a deployment run) failed, or crashed too often."""
+
+    def __init__(self, message: str, *, run_id: str, subtask_id: str, flow_run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.subtask_id = subtask_id
+        self.flow_run_id = flow_run_id
 
 
 class BudgetStoppedError(OrchestratorError):

@@ -317,3 +317,37 @@ def delete_branch(repo: Path, branch: str, commit: str) -> None:
         GitError: the branch moved (or is gone); it is left as it is.
     """
     git(repo, "update-ref", "-d", f"refs/heads/{branch}", commit)
+
+
+# -- remotes: subtasks built on other machines -------------------------------------
+
+
+def origin_url(repo: Path) -> str | None:
+    """The URL of the repository's ``origin`` remote, if it has one."""
+    return git(repo, "remote", "get-url", "origin", check=False) or None
+
+
+def push_commit(repo: Path, remote: str, commit: str, branch: str) -> None:
+    """Set ``branch`` on ``remote`` to ``commit`` (forced: the branch is this run's own)."""
+    git(repo, "push", "--quiet", "--force", remote, f"{commit}:refs/heads/{branch}")
+
+
+def fetch_branch(repo: Path, remote: str, branch: str) -> str:
+    """Set the local ``branch`` to the remote's (forced); its commit.
+
+    Raises:
+        GitError: the remote has no such branch, or git failed.
+    """
+    git(repo, "fetch", "--quiet", "--force", remote, f"+refs/heads/{branch}:refs/heads/{branch}")
+    commit = branch_commit(repo, branch)
+    assert commit is not None, branch
+    return commit
+
+
+def mirror_clone(path: Path, remote: str) -> Path:
+    """A bare repository at ``path`` to fetch ``remote``'s branches into and build on
+    (worktrees of a bare repository work like any other's); made when missing."""
+    if not (path / "HEAD").is_file():
+        path.mkdir(parents=True, exist_ok=True)
+        git(path, "init", "--quiet", "--bare", writes=path)
+    return path

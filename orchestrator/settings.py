@@ -80,6 +80,30 @@ class Settings(BaseSettings):
         description="The Prefect notification block the notification automations send "
         "through, as <block type>/<name> (orchestrator setup automations, make serve).",
     )
+    subtask_deployment: str | None = Field(
+        default=None,
+        pattern=r"^[^/]+/[^/]+$",
+        description="In parallel mode, build each subtask as a run of this deployment "
+        "(flow/deployment, e.g. build-subtask/build-subtask) on the workers of its pool; "
+        "unset: in the run's own process (docs/deployments.md, 'Many machines').",
+    )
+    subtask_remote: str | None = Field(
+        default=None,
+        description="The git remote (URL or path) that the manager and the subtask workers "
+        "share: the base is pushed there, subtask branches come back from there (default: "
+        "the target repository's 'origin').",
+    )
+    subtask_queues: list[str] = Field(
+        default_factory=list,
+        description="Work queues of the subtask deployment's pool to spread the subtasks "
+        'over in turn, as JSON, e.g. \'["machine-a", "machine-b"]\'; empty: the '
+        "deployment's own queue.",
+    )
+    worker_name: str | None = Field(
+        default=None,
+        description="This worker's name in the manifests of the subtasks it builds "
+        "(default: the host name).",
+    )
     budgets: dict[SafeId, TaskBudget] = Field(
         default_factory=dict,
         description="Default budget limits per environment, as JSON, e.g. "

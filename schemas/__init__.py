@@ -29,6 +29,7 @@ from .codex import (
     SandboxMode,
 )
 from .documents import DOCUMENTS, generate_schema, render_schema, schema_errors, schema_path
+from .fanout import SubtaskBuild, SubtaskJob
 from .inbox import DecidedGate, DecisionNotice, GateNotice, ResumeNotice, WaitingGate
 from .library import (
     LIBRARY_INDEX_VERSION,
@@ -52,6 +53,7 @@ from .manifest import (
     AgentStep,
     ApprovalPolicy,
     ArtifactRecord,
+    BuiltBy,
     CommandRecord,
     DeploymentRef,
     ErrorRecord,
@@ -130,6 +132,7 @@ __all__ = [
     "BudgetLimits",
     "BudgetScope",
     "BuildReport",
+    "BuiltBy",
     "Channel",
     "Clock",
     "CodemodUse",
@@ -192,6 +195,8 @@ __all__ = [
     "StepRestart",
     "StepStatus",
     "StrictModel",
+    "SubtaskBuild",
+    "SubtaskJob",
     "SubtaskRecord",
     "SubtaskSpec",
     "SyncRecord",

@@ -253,6 +253,16 @@ class Phases(StrictModel):
         return phase
 
 
+class BuiltBy(StrictModel):
+    """Where a subtask fanned out to a work pool was built (a deployment run on a worker)."""
+
+    flow_run_id: str = Field(description="The Prefect flow run that built the subtask.")
+    worker: str = Field(
+        description="The worker's name (ORCHESTRATOR_WORKER_NAME, default its host name)."
+    )
+    home: str = Field(description="The worker's ORCHESTRATOR_HOME, on its own machine.")
+
+
 class SubtaskRecord(StrictModel):
     """One subtask: one builder call in its own worktree and branch (the one-subtask rule)."""
 
@@ -267,6 +277,11 @@ class SubtaskRecord(StrictModel):
     worktree: str | None = None
     commit: str | None = None
     builder_calls: int = Field(default=0, ge=0, description="Builder calls made for it.")
+    built_by: BuiltBy | None = Field(
+        default=None,
+        description="The worker and flow run that built it; null when built in the run's "
+        "own process.",
+    )
 
 
 class ArtifactRecord(StrictModel):

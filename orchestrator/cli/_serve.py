@@ -98,6 +98,18 @@ def serve(
             "a person and before a gate's deadline; default: no notifications.",
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            envvar="ORCHESTRATOR_SERVE_WORKERS",
+            min=0,
+            help="Also start this many subtask workers, each with its own ORCHESTRATOR_HOME "
+            "and queue on the 'subtasks' pool, a bare git remote of the sample repository "
+            "and a shared result folder: parallel runs then build each subtask there "
+            "(docs/deployments.md, 'Many machines'). Default 0: in the run's own process.",
+        ),
+    ] = 0,
 ) -> None:
     """Start the local dev stack: Prefect server and UI, worker, Vault, Runs API, model.
 
@@ -119,6 +131,7 @@ def serve(
         database=chosen,
         max_runs=limit,
         notify_webhook=notify_webhook,
+        workers=workers,
     )
     _say(f"starting the dev stack in {state_dir} (logs in {state_dir / 'logs'}) ...")
     info = stack.start()
@@ -172,6 +185,7 @@ def _print_info(info: StackInfo) -> None:
         ("Prefect API", f"{info.api_url}   (export PREFECT_API_URL={info.api_url})"),
         ("database", info.database),
         ("work pool", f"{info.work_pool} (process), worker online, {_limit(info)}"),
+        ("subtasks", _subtask_workers(info)),
         ("deployments", ", ".join(info.deployments)),
         ("nightly", info.nightly_schedule or "(no schedule)"),
         ("Vault (dev)", f"{info.vault_address}  env {info.env}; secrets in memory"),
@@ -187,6 +201,13 @@ def _print_info(info: StackInfo) -> None:
     _say(f"  PREFECT_API_URL={info.api_url} prefect deployment run pipeline/pipeline")
     _say(f"Prefect UI: {info.ui_url}")
     _say("Stop everything with: make stop")
+
+
+def _subtask_workers(info: StackInfo) -> str:
+    if not info.subtask_workers:
+        return "built in each run's own process (--workers N: on N workers)"
+    remote = info.state_dir / "remote.git"
+    return f"on {info.subtask_workers} workers of pool subtasks, git remote {remote}"
 
 
 def _limit(info: StackInfo) -> str:

@@ -19,6 +19,7 @@ import flows.nightly
 import flows.pipeline
 import flows.plan
 import flows.review
+import flows.subtask
 import flows.test
 from flows.heartbeats import (
     AUTOMATION_NAME,
@@ -37,6 +38,7 @@ MODULES = [
     flows.pipeline,
     flows.plan,
     flows.review,
+    flows.subtask,
     flows.test,
 ]
 

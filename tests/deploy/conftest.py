@@ -7,8 +7,9 @@ stack (recorded ones, their descendants, their sessions: flow runs, codex server
 is still alive.
 
 Two stacks: ``served`` (the default: Prefect on SQLite, the work pool's limit sized to
-the machine) and ``served_postgres`` (``--database postgres --max-runs 2``: Prefect on a
-PostgreSQL cluster of its own, started and stopped by PID with the rest). A test that
+the machine) and ``served_postgres`` (``--database postgres --max-runs 2 --workers 2``:
+Prefect on a PostgreSQL cluster of its own, started and stopped by PID with the rest,
+and two subtask workers that its parallel runs fan out to). A test that
 runs on both takes the fixture ``any_served``, parametrized over the two.
 """
 
@@ -43,6 +44,8 @@ CLI = [str(Path(sys.executable).parent / "orchestrator")]  # the real console sc
 SERVE_TIMEOUT = 120
 STOP_TIMEOUT = 60
 POSTGRES_MAX_RUNS = 2
+SUBTASK_WORKERS = 2
+"""Subtask workers of ``served_postgres`` (``--workers``; tests/deploy/test_fanout.py)."""
 USER_JITTER = "0.4"
 """A Prefect client setting the user gives ``orchestrator serve``: the worker must keep it."""
 
@@ -98,7 +101,12 @@ def served_postgres() -> Iterator[Served]:
     In a folder PostgreSQL's own user can reach (pytest's are 0700 root).
     """
     with reachable_folder("served-postgres-") as base:
-        yield from _serve(base, "--database", "postgres", "--max-runs", str(POSTGRES_MAX_RUNS))
+        yield from _serve(
+            base,
+            "--database", "postgres",
+            "--max-runs", str(POSTGRES_MAX_RUNS),
+            "--workers", str(SUBTASK_WORKERS),
+        )  # fmt: skip
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

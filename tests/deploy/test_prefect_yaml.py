@@ -11,6 +11,7 @@ from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.callables import parameter_schema
 
 from devstack import WORK_POOL
+from devstack._fanout import SUBTASK_DEPLOYMENT, SUBTASK_POOL
 from tests.conftest import REPO_ROOT as PROJECT_DIR
 
 PREFECT_YAML = PROJECT_DIR / "prefect.yaml"
@@ -18,6 +19,7 @@ FLOWS = {
     "pipeline": "pipeline",
     "plan": "plan",
     "build": "build",
+    "build-subtask": "build-subtask",
     "test": "test",
     "review": "review",
     "nightly": "nightly",
@@ -43,11 +45,13 @@ def test_one_pull_step_sets_the_working_folder_and_nothing_is_built() -> None:
     ]
 
 
-def test_every_deployment_on_the_process_pool() -> None:
+def test_every_deployment_on_the_process_pool_and_subtask_builds_on_their_own() -> None:
     assert set(deployments()) == set(FLOWS)
-    for deployment in deployments().values():
-        assert deployment["work_pool"]["name"] == WORK_POOL
+    for name, deployment in deployments().items():
+        pool = SUBTASK_POOL if name == "build-subtask" else WORK_POOL
+        assert deployment["work_pool"]["name"] == pool
         assert deployment["enforce_parameter_schema"] is True
+    assert SUBTASK_DEPLOYMENT == "build-subtask/build-subtask"  # what serve --workers sets
 
 
 @pytest.mark.parametrize("name", sorted(FLOWS))

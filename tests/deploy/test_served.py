@@ -52,6 +52,7 @@ from .helpers import (
 pytestmark = pytest.mark.integration
 
 DEPLOYMENTS = [
+    "build-subtask/build-subtask",
     "build/build",
     "nightly/nightly",
     "pipeline/pipeline",
