@@ -47,9 +47,13 @@ system-postgres:
 demo: setup
 	$(BIN)/orchestrator demo $(if $(BACKEND),--backend $(BACKEND))
 
+# Two xdist workers: the suite mostly waits on real processes (tests/conftest.py says how
+# tests are grouped). `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= 2
+
 test: setup system-chromium system-postgres node-tools
 	$(BIN)/orchestrator spec-guard
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: setup
 	$(BIN)/ruff check .

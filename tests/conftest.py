@@ -25,6 +25,20 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "examples"
 
 
+ONE_WORKER_FOLDERS = ("approvals", "deploy")
+"""Test folders whose tests run on one xdist worker each (``make test`` runs two, with
+``--dist loadgroup``): their session stacks (the gate stack; the served SQLite and
+PostgreSQL stacks) then start once, not once per worker. The rest is spread test by
+test; the suite mostly waits on processes, so two workers halve its time on 2 cores."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = item.path.relative_to(REPO_ROOT / "tests").parts
+        if len(parts) > 1 and parts[0] in ONE_WORKER_FOLDERS:
+            item.add_marker(pytest.mark.xdist_group(parts[0]))
+
+
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     """Async tests (``@pytest.mark.anyio``) run on asyncio, like Prefect."""
