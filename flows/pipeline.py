@@ -9,13 +9,14 @@ records as done (with intact artifacts) is skipped.
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from prefect import flow
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
+from prefect.client.utilities import get_or_create_client
 from prefect.runtime import flow_run as prefect_flow_run
 from prefect.states import Cancelled
 
@@ -120,8 +121,8 @@ async def pipeline(
         cloud_block: Name of the Codex Cloud endpoint block; empty to skip the mirror.
     """
     workspace = open_workspace()
-    handle = _open_run(workspace, task_file=task_file, env=env, run_id=run_id, repo=repo)
-    await _name_flow_run(handle)
+    handle, resumed = _open_run(workspace, task_file=task_file, env=env, run_id=run_id, repo=repo)
+    await _name_flow_run(handle, resumed=resumed)
     blocks = {"codex_block": codex_block, "vault_block": vault_block}
     async with shared_run_resources():
         await prefetch_blocks(
@@ -172,15 +173,16 @@ def run_summary(handle: RunHandle, manifest: RunManifest) -> dict[str, Any]:
 
 def _open_run(
     workspace: Workspace, *, task_file: str, env: str, run_id: str, repo: str
-) -> RunHandle:
+) -> tuple[RunHandle, bool]:
+    """The run this flow run drives, and whether it continues one (True) or is new."""
     flow_run_id = current_flow_run_id()
     if run_id and not task_file:
-        return resume_run(workspace, run_id, flow_run_id=flow_run_id)
+        return resume_run(workspace, run_id, flow_run_id=flow_run_id), True
     if not task_file:
         raise InvalidInputError("give a task file to start a run, or the run id to resume")
     if run_id and check_run_id(workspace, load_task_spec(Path(task_file)).id, run_id):
-        return resume_run(workspace, run_id, flow_run_id=flow_run_id)
-    return start_run(
+        return resume_run(workspace, run_id, flow_run_id=flow_run_id), True
+    handle = start_run(
         workspace,
         task_file=Path(task_file),
         env=env,
@@ -188,16 +190,26 @@ def _open_run(
         run_id=run_id or None,
         flow_run_id=flow_run_id,
     )
+    return handle, False
 
 
-async def _name_flow_run(handle: RunHandle) -> None:
+async def _name_flow_run(handle: RunHandle, *, resumed: bool) -> None:
     """Name the flow run ``<task>/<run>``; when it continues a run, close what the dead
-    process left open (its flow runs, its pauses) and say so in its tags."""
+    process left open (its flow runs, its pauses) and say so in its tags.
+
+    A new run has no older flow runs to look for. The flow run's own client is used:
+    a client of its own would cost a TLS context (~27 ms of CPU) and a connection.
+    """
     flow_run_id = current_flow_run_id()
     if flow_run_id is None:
         return
-    async with get_client() as client:
+    client, inferred = get_or_create_client()
+    async with AsyncExitStack() as stack:
+        if not inferred:  # no flow run client on this loop: a client of its own
+            await stack.enter_async_context(client)
         await client.update_flow_run(UUID(flow_run_id), name=handle.label)
+        if not resumed:
+            return
         closed = await close_stale_flow_runs(client, handle.label, UUID(flow_run_id))
     if closed:
         names = ", ".join(f"{f.name} ({f.id}, was {f.state_name})" for f in closed)
