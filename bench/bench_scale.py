@@ -3,7 +3,9 @@
 Starts the whole stack (Prefect server on SQLite, a process worker, the dev Vault, the
 reference Runs API, the replay model) on free loopback ports in a temporary folder,
 sets the replay model's latency, then for each N starts N runs of the ``pipeline``
-deployment at once and waits for all of them (bounded by ``--timeout`` per batch).
+deployment at once and waits for all of them (bounded by ``--timeout`` per batch), on the
+server's event stream rather than by reading the runs (a measurement that polls adds its
+own API calls to the server's CPU).
 Per batch it prints the wall time and its ratio to the first batch, runs ok/failed,
 CPU-seconds per run by process kind (sampled from /proc, see ``bench/_procstats.py``),
 peak PSS of the stack per run, and the 503s the runs' Prefect clients saw (retry lines
