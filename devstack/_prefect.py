@@ -31,6 +31,14 @@ PREFECT_SERVER_TIMEOUT = 180.0
 DATABASE_URL_ENV = "PREFECT_API_DATABASE_CONNECTION_URL"
 WORKER_QUERY_SECONDS = 2
 """How often the worker asks for due runs (Prefect's default of 10 s feels stuck)."""
+WORKER_CLIENT_SETTINGS = {"PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED": "false"}
+"""The Prefect client settings of the worker and its flow runs, under the user's own.
+
+The worker, its flow runs and the server run this interpreter's Prefect: the version
+handshake each flow-run process makes (an API call, and a TLS context of its own when
+the events client makes it) can never fail, so it is skipped (Prefect's setting exists
+for such worker subprocesses; docs/deployments.md, "Costs of a flow run").
+"""
 
 
 def _prefect(*args: str) -> list[str]:
@@ -110,11 +118,11 @@ def spawn_worker(
     Its environment, which its flow runs inherit, holds :func:`run_environ` (the
     orchestrator home and the AppRole secret_id), the Prefect client's retry bound
     (:func:`orchestrator.prefect_retries.prefect_client_environ`: our defaults, or the
-    ``PREFECT_CLIENT_*`` values this process has), the flow-run heartbeat that the
-    crash automation watches (:func:`flows.heartbeats.heartbeat_environ`) and
-    ``environ``; its working folder is the project (``prefect.yaml``'s pull step reads
-    ``$PWD``). It is recorded as ``service`` and takes the runs of ``queue`` only, when
-    given.
+    ``PREFECT_CLIENT_*`` values this process has), no server version check
+    (:data:`WORKER_CLIENT_SETTINGS`), the flow-run heartbeat that the crash automation
+    watches (:func:`flows.heartbeats.heartbeat_environ`) and ``environ``; its working
+    folder is the project (``prefect.yaml``'s pull step reads ``$PWD``). It is recorded
+    as ``service`` and takes the runs of ``queue`` only, when given.
     """
     from flows.heartbeats import heartbeat_environ
 
@@ -122,6 +130,7 @@ def spawn_worker(
     env = prefect_environ(
         state_dir, api_url=api_url, worker_query_seconds=str(WORKER_QUERY_SECONDS)
     )
+    env.update(WORKER_CLIENT_SETTINGS)
     env.update(prefect_client_environ())
     env.update(run_environ(state_dir, home=home), PWD=str(project_dir))
     env.update(heartbeat_environ())

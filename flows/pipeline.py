@@ -9,13 +9,14 @@ records as done (with intact artifacts) is skipped.
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from prefect import flow
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
+from prefect.client.utilities import get_or_create_client
 from prefect.runtime import flow_run as prefect_flow_run
 from prefect.states import Cancelled
 
@@ -122,7 +123,7 @@ async def pipeline(
         cloud_block: Name of the Codex Cloud endpoint block; empty to skip the mirror.
     """
     workspace = open_workspace()
-    handle = _open_run(
+    handle, resumed = _open_run(
         workspace,
         task_file=task_file,
         env=env,
@@ -130,7 +131,7 @@ async def pipeline(
         repo=repo,
         deployment=await current_deployment(),
     )
-    await _name_flow_run(handle)
+    await _name_flow_run(handle, resumed=resumed)
     blocks = {"codex_block": codex_block, "vault_block": vault_block}
     async with shared_run_resources():
         await prefetch_blocks(
@@ -187,15 +188,16 @@ def _open_run(
     run_id: str,
     repo: str,
     deployment: DeploymentRef | None,
-) -> RunHandle:
+) -> tuple[RunHandle, bool]:
+    """The run this flow run drives, and whether it continues one (True) or is new."""
     flow_run_id = current_flow_run_id()
     if run_id and not task_file:
-        return resume_run(workspace, run_id, flow_run_id=flow_run_id)
+        return resume_run(workspace, run_id, flow_run_id=flow_run_id), True
     if not task_file:
         raise InvalidInputError("give a task file to start a run, or the run id to resume")
     if run_id and check_run_id(workspace, load_task_spec(Path(task_file)).id, run_id):
-        return resume_run(workspace, run_id, flow_run_id=flow_run_id)
-    return start_run(
+        return resume_run(workspace, run_id, flow_run_id=flow_run_id), True
+    handle = start_run(
         workspace,
         task_file=Path(task_file),
         env=env,
@@ -204,16 +206,26 @@ def _open_run(
         flow_run_id=flow_run_id,
         deployment=deployment,
     )
+    return handle, False
 
 
-async def _name_flow_run(handle: RunHandle) -> None:
+async def _name_flow_run(handle: RunHandle, *, resumed: bool) -> None:
     """Name the flow run ``<task>/<run>``; when it continues a run, close what the dead
-    process left open (its flow runs, its pauses) and say so in its tags."""
+    process left open (its flow runs, its pauses) and say so in its tags.
+
+    A new run has no older flow runs to look for. The flow run's own client is used:
+    a client of its own would cost a TLS context (~27 ms of CPU) and a connection.
+    """
     flow_run_id = current_flow_run_id()
     if flow_run_id is None:
         return
-    async with get_client() as client:
+    client, inferred = get_or_create_client()
+    async with AsyncExitStack() as stack:
+        if not inferred:  # no flow run client on this loop: a client of its own
+            await stack.enter_async_context(client)
         await client.update_flow_run(UUID(flow_run_id), name=handle.label)
+        if not resumed:
+            return
         closed = await close_stale_flow_runs(client, handle.label, UUID(flow_run_id))
     if closed:
         names = ", ".join(f"{f.name} ({f.id}, was {f.state_name})" for f in closed)

@@ -15,9 +15,7 @@ import shlex
 import time
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
+from typing import TYPE_CHECKING
 
 from schemas import CommandRecord, LibraryEntry, LibraryKind, LibraryTool
 
@@ -25,6 +23,9 @@ from .codemods import CodemodOutcome
 from .exceptions import LibraryError
 from .gitops import git, uncommitted_diff
 from .library import checked_script
+
+if TYPE_CHECKING:
+    from jinja2.sandbox import SandboxedEnvironment
 
 
 def render_template(
@@ -44,6 +45,8 @@ def render_template(
     destination = _inside(worktree, target, entry)
     command = f"render {entry.ref} --to {shlex.quote(target)}"
     started = time.monotonic()
+    from jinja2 import TemplateError  # here: every flow run imports this module, few render
+
     try:
         text = _environment().from_string(script.read_text(encoding="utf-8")).render(variables)
     except TemplateError as exc:
@@ -58,6 +61,9 @@ def render_template(
 
 
 def _environment() -> SandboxedEnvironment:
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
     return SandboxedEnvironment(
         undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False
     )

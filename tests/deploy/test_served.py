@@ -89,6 +89,7 @@ def test_serve_sets_up_the_crash_automation_and_the_worker_heartbeat(served: Ser
     [worker] = [s for s in read_stack(served.state_dir).services if s.name == "worker"]
     environ = Path(f"/proc/{worker.pid}/environ").read_bytes().split(b"\0")
     assert b"PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30" in environ
+    assert b"PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED=false" in environ  # flow runs inherit
 
 
 def test_the_worker_secret_is_only_in_its_0600_file_and_environments(served: Served) -> None:
