@@ -31,6 +31,12 @@ def worker_queue(index: int) -> str:
     return f"worker-{index}"
 
 
+def subtask_service(index: int) -> str:
+    """The service name (``stack.json``) and worker name (``built_by``) of subtask worker
+    ``index``."""
+    return f"subtask-{worker_queue(index)}"
+
+
 def prepare_remote(repo: Path, dest: Path) -> Path:
     """A bare clone of ``repo`` at ``dest`` (kept when there): the remote workers share."""
     if not (dest / "HEAD").is_file():
@@ -71,26 +77,45 @@ def spawn_subtask_workers(
     results: Path,
     homes: Sequence[Path] | None = None,
 ) -> list[Starting]:
-    """``count`` workers on the subtask pool, worker ``i`` on queue ``worker-i`` with the
-    home ``homes[i-1]`` (default ``workers/<i>/home`` under ``state_dir``)."""
-    queues = [worker_queue(i) for i in range(1, count + 1)]
-    create_work_queues(api_url, queues)
-    started = []
-    for index, queue in enumerate(queues, start=1):
-        home = homes[index - 1] if homes else state_dir / WORKERS_DIR / str(index) / "home"
-        home.mkdir(parents=True, exist_ok=True)
-        service = f"subtask-{queue}"
-        environ = {"PREFECT_LOCAL_STORAGE_PATH": str(results), "ORCHESTRATOR_WORKER_NAME": service}
-        started.append(
-            spawn_worker(
-                state_dir,
-                api_url=api_url,
-                home=home,
-                project_dir=project_dir,
-                pool=SUBTASK_POOL,
-                service=service,
-                queue=queue,
-                environ=environ,
-            )
+    """``count`` workers on the subtask pool (:func:`spawn_subtask_worker` ``1..count``),
+    worker ``i`` with the home ``homes[i-1]`` when given."""
+    create_work_queues(api_url, [worker_queue(i) for i in range(1, count + 1)])
+    return [
+        spawn_subtask_worker(
+            state_dir,
+            index,
+            api_url=api_url,
+            project_dir=project_dir,
+            results=results,
+            home=homes[index - 1] if homes else None,
         )
-    return started
+        for index in range(1, count + 1)
+    ]
+
+
+def spawn_subtask_worker(
+    state_dir: Path,
+    index: int,
+    *,
+    api_url: str,
+    project_dir: Path,
+    results: Path,
+    home: Path | None = None,
+) -> Starting:
+    """Subtask worker ``index`` (from 1): on queue ``worker-<index>`` (which must exist),
+    recorded as ``subtask-worker-<index>`` (replacing a dead one of that name), with the
+    home ``home`` (default ``workers/<index>/home`` under ``state_dir``)."""
+    queue = worker_queue(index)
+    home = home or state_dir / WORKERS_DIR / str(index) / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    service = subtask_service(index)
+    return spawn_worker(
+        state_dir,
+        api_url=api_url,
+        home=home,
+        project_dir=project_dir,
+        pool=SUBTASK_POOL,
+        service=service,
+        queue=queue,
+        environ={"PREFECT_LOCAL_STORAGE_PATH": str(results), "ORCHESTRATOR_WORKER_NAME": service},
+    )

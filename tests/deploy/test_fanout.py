@@ -4,7 +4,9 @@
 workers on the ``subtasks`` pool, each with its own ORCHESTRATOR_HOME and queue, one
 bare git remote of the sample repository and one result folder. A manager in a process
 and home of its own builds the parallel sample task through them; the same task built
-on one machine gives the same result branch.
+on one machine gives the same result branch. A killed manager resumes without
+dispatching again; a whole worker killed mid-build (its machine lost) has its subtask
+rebuilt on the other worker once the crash automation sets the build Crashed.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 from uuid import UUID
@@ -28,28 +32,39 @@ from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
 )
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import FlowRun, State, StateType
+from prefect.events.filters import (
+    EventFilter,
+    EventNameFilter,
+    EventOccurredFilter,
+    EventResourceFilter,
+)
 
-from devstack import run_environ
+from devstack import read_stack, run_environ
 from devstack._fanout import (
     REMOTE_DIR,
     RESULTS_DIR,
     SUBTASK_DEPLOYMENT,
     WORKERS_DIR,
     manager_environ,
+    spawn_subtask_worker,
+    subtask_service,
     worker_queue,
 )
+from devstack._parts import Starting
+from flows.heartbeats import CRASH_AFTER_SECONDS, CRASH_MESSAGE, MIN_CRASH_AFTER_SECONDS
 from orchestrator.gitops import git
 from orchestrator.literal import md_text
 from orchestrator.supervisor import snapshot
-from schemas import RunManifest, RunStatus
+from schemas import RunManifest, RunStatus, utc_now
 
-from .conftest import CLI, SUBTASK_WORKERS, Served
+from .conftest import CLI, SUBTASK_WORKERS, Served, orchestrator
 from .helpers import EXAMPLES, manifests, prefect_client
 
 pytestmark = pytest.mark.integration
 
 RUN_TIMEOUT = 300
+CRASH_DEADLINE = MIN_CRASH_AFTER_SECONDS + 30 + 60  # window + a heartbeat + a busy machine
 T = TypeVar("T")
 TASK = EXAMPLES / "tasks" / "add-word-stats.yaml"
 
@@ -167,6 +182,16 @@ def test_two_workers_build_the_subtasks_and_the_result_equals_one_machines(
         assert len(worker_run.subtasks) == 1
 
 
+def fanned_out_run(served: Served, tmp_path: Path) -> tuple[list[str], dict[str, str], Path, Path]:
+    """The subtask queues, the manager's environment, a home and a clone of the remote."""
+    remote, results = served.state_dir / REMOTE_DIR, served.state_dir / RESULTS_DIR
+    queues = [worker_queue(i) for i in range(1, SUBTASK_WORKERS + 1)]
+    fanout = manager_environ(remote=remote, queues=queues, results=results)
+    home, target = tmp_path / "home", tmp_path / "repo"
+    git(tmp_path, "clone", "--quiet", str(remote), str(target))
+    return queues, fanout, home, target
+
+
 def test_a_killed_manager_resumes_without_dispatching_again_and_a_crashed_build_runs_again(
     served_postgres: Served, tmp_path: Path
 ) -> None:
@@ -176,11 +201,7 @@ def test_a_killed_manager_resumes_without_dispatching_again_and_a_crashed_build_
     subtask again as its next attempt, on the other worker's queue."""
     served = served_postgres
     run_id = "fanout-killed-1"
-    remote, results = served.state_dir / REMOTE_DIR, served.state_dir / RESULTS_DIR
-    queues = [worker_queue(i) for i in range(1, SUBTASK_WORKERS + 1)]
-    fanout = manager_environ(remote=remote, queues=queues, results=results)
-    home, target = tmp_path / "home", tmp_path / "repo"
-    git(tmp_path, "clone", "--quiet", str(remote), str(target))
+    _, fanout, home, target = fanned_out_run(served, tmp_path)
     manager = run_task(served, home, target, fanout, "--run-id", run_id)
     with prefect_client(served.api_url) as client:
         deployment = client.read_deployment_by_name(SUBTASK_DEPLOYMENT)
@@ -224,12 +245,145 @@ def test_a_killed_manager_resumes_without_dispatching_again_and_a_crashed_build_
     assert other_built.flow_run_id == str(runs[f"{first}/{other}"].id)
 
 
-def wait_for(probe: Callable[[], T | None], timeout: float = 120) -> T:
-    """``probe()`` once it is not None, polled every 0.1 s for at most ``timeout`` s."""
+def test_a_killed_worker_s_subtask_is_built_again_on_the_other_worker_after_zombie_detection(
+    served_postgres: Served, tmp_path: Path
+) -> None:
+    """SIGKILL of the whole worker building a subtask (the worker and the flow-run process
+    it started, as when its machine dies) while the manager waits: nothing reports an end,
+    the crash automation (its window at the 40 s minimum) sets the run Crashed, the waiting
+    manager builds the subtask again on the other worker, and the run succeeds; the other
+    subtask's builder asked the model once per step. The killed worker is started again
+    (as serve starts it), so the stack has two subtask workers afterwards."""
+    served = served_postgres
+    run_id = "fanout-worker-killed-1"
+    queues, fanout, home, target = fanned_out_run(served, tmp_path)
+    requests = ReplayLog(served.state_dir / "replay-requests.jsonl")
+    with crash_window(served, MIN_CRASH_AFTER_SECONDS), prefect_client(served.api_url) as client:
+        deployment = client.read_deployment_by_name(SUBTASK_DEPLOYMENT)
+        manager = run_task(served, home, target, fanout, "--run-id", run_id)
+        worker: int | None = None
+        tree: dict[int, int] = {}
+        restarted: Starting | None = None
+        try:
+            victim = wait_for(lambda: running_subtask_run(client, deployment.id, run_id))
+            killed = victim.name.rsplit("/", 1)[-1]
+            worker = queues.index(victim.work_queue_name or "") + 1
+            # Its machine hangs once the builder asked the model (mid-build: a build is
+            # over before the server shows a heartbeat), and dies once the server has
+            # its heartbeat (the automation knows the run was alive).
+            wait_for(lambda: requests.steps(f"build-{killed}") or None)
+            tree = snapshot([service_pid(served, subtask_service(worker))])
+            signal_all(tree, signal.SIGSTOP)
+            wait_for(lambda: heartbeats(client, victim.id) or None, timeout=60)
+            assert state_of(client, victim.id) is StateType.RUNNING, "built before the kill"
+            signal_all(tree, signal.SIGKILL)
+            crashed = wait_for(lambda: crashed_state(client, victim.id), CRASH_DEADLINE, every=1)
+            restarted = restart_subtask_worker(served, worker)  # starts while the rebuild runs
+            output = manager.communicate(timeout=RUN_TIMEOUT)[0]
+        finally:
+            if manager.poll() is None:
+                manager.kill()
+                manager.communicate(timeout=60)
+            signal_all(tree, signal.SIGKILL)  # never left stopped, whatever failed
+            if worker is not None:  # online on its queue again, recorded for 'stop'
+                (restarted or restart_subtask_worker(served, worker)).wait()
+        runs = {r.idempotency_key or "": r for r in subtask_runs(client, deployment.id, run_id)}
+
+    assert manager.returncode == 0, output
+    assert crashed.message == CRASH_MESSAGE  # zombie detection, not the (dead) worker
+    manifest = only_run(home)
+    assert manifest.status is RunStatus.SUCCEEDED
+    (other,) = {s.id for s in manifest.subtasks} - {killed}
+    first = f"build-subtask:add-word-stats/{run_id}"
+    assert sorted(runs) == sorted([f"{first}/{other}", f"{first}/{killed}", f"{first}/{killed}#2"])
+    again = runs[f"{first}/{killed}#2"]
+    assert again.state is not None and again.state.type is StateType.COMPLETED
+    assert again.work_queue_name == queues[worker % len(queues)]  # the other worker
+    built = {s.id: s.built_by for s in manifest.subtasks}
+    rebuilt, other_built = built[killed], built[other]
+    assert rebuilt is not None and rebuilt.flow_run_id == str(again.id)
+    assert rebuilt.worker == f"subtask-{again.work_queue_name}"
+    assert other_built is not None
+    assert other_built.flow_run_id == str(runs[f"{first}/{other}"].id)
+    # The replay log: the finished subtask's builder asked for each step once; the
+    # killed one's first step twice (before the kill, and in its rebuild), every step.
+    done_steps = requests.steps(f"build-{other}")
+    assert done_steps and set(Counter(done_steps).values()) == {1}, done_steps
+    killed_steps = Counter(requests.steps(f"build-{killed}"))
+    assert killed_steps[0] == 2 and set(killed_steps) == set(range(len(done_steps)))
+
+
+class ReplayLog:
+    """The replay provider's request log from now on (earlier tests' requests left out)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.offset = path, path.stat().st_size if path.exists() else 0
+
+    def steps(self, script: str) -> list[int]:
+        """The step of every request answered from ``script``, in order."""
+        if not self.path.exists():
+            return []
+        with self.path.open("rb") as log:
+            log.seek(self.offset)
+            entries = [json.loads(line) for line in log.read().splitlines() if line.strip()]
+        return [e["step"] for e in entries if e.get("script") == script]
+
+
+@contextlib.contextmanager
+def crash_window(served: Served, seconds: int) -> Iterator[None]:
+    """The crash automation's window set to ``seconds`` by the documented command, then
+    back to the stack's own (serve's default)."""
+
+    def setup(*options: str) -> None:
+        done = orchestrator(
+            "setup", "automations", *options, timeout=60, env={"PREFECT_API_URL": served.api_url}
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    setup("--crash-after", str(seconds))
+    try:
+        yield
+    finally:
+        setup("--crash-after", str(CRASH_AFTER_SECONDS))
+
+
+def heartbeats(client: SyncPrefectClient, flow_run_id: UUID) -> list[object]:
+    """The heartbeat events of a flow run that the server has received."""
+    filter = EventFilter(
+        occurred=EventOccurredFilter(since=utc_now() - timedelta(hours=1)),
+        event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+        resource=EventResourceFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
+    )
+    return list(client.read_events(filter=filter, limit=5).events)
+
+
+def crashed_state(client: SyncPrefectClient, flow_run_id: UUID) -> State | None:
+    state = client.read_flow_run(flow_run_id).state
+    return state if state is not None and state.type is StateType.CRASHED else None
+
+
+def restart_subtask_worker(served: Served, index: int) -> Starting:
+    """Subtask worker ``index`` started again as serve starts it (``wait()``: online)."""
+    return spawn_subtask_worker(
+        served.state_dir,
+        index,
+        api_url=served.api_url,
+        project_dir=served.info.project_dir or Path.cwd(),
+        results=served.state_dir / RESULTS_DIR,
+    )
+
+
+def service_pid(served: Served, name: str) -> int:
+    (record,) = [s for s in read_stack(served.state_dir).services if s.name == name]
+    return record.pid
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float = 120, *, every: float = 0.1) -> T:
+    """``probe()`` once it is not None, polled every ``every`` s for at most ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while (found := probe()) is None:
         assert time.monotonic() < deadline, f"nothing after {timeout} s"
-        time.sleep(0.1)
+        time.sleep(every)
     return found
 
 
@@ -273,6 +427,10 @@ def flow_run_process(flow_run_id: UUID) -> int:
 
 def kill_tree(pid: int) -> None:
     """SIGKILL ``pid`` and all it started (snapshotted first)."""
-    for member in snapshot([pid]):
+    signal_all(snapshot([pid]), signal.SIGKILL)
+
+
+def signal_all(pids: Iterable[int], signum: signal.Signals) -> None:
+    for pid in pids:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(member, signal.SIGKILL)
+            os.kill(pid, signum)
