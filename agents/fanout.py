@@ -35,7 +35,7 @@ from schemas import (
     utc_now,
 )
 
-from .steps import build_artifact, build_diff_artifact, build_step_id
+from .steps import build_artifact, build_diff_artifact, build_step_id, planned_subtask
 
 PLANNED_FIELDS = {"id", "title", "acceptance", "files", "codemods", "step_id", "branch"}
 """What a subtask's record holds before its build: what a worker is handed."""
@@ -90,9 +90,7 @@ def subtask_job(
 ) -> SubtaskJob:
     """Everything a worker needs to build ``subtask_id`` (no secret: it has its own)."""
     manifest = handle.read()
-    record = manifest.subtask(subtask_id)
-    if record is None:
-        raise InvalidInputError(f"run {handle.label} has no subtask {subtask_id!r}")
+    record = planned_subtask(manifest, subtask_id, label=handle.label)
     planned = SubtaskRecord.model_validate(record.model_dump(include=PLANNED_FIELDS))
     return SubtaskJob(
         task_id=manifest.task_id,

@@ -276,9 +276,15 @@ async def build_step(
 
 
 def _subtask(handle: RunHandle, subtask_id: str) -> SubtaskRecord:
-    record = handle.read().subtask(subtask_id)
+    return planned_subtask(handle.read(), subtask_id, label=handle.label)
+
+
+def planned_subtask(manifest: RunManifest, subtask_id: str, *, label: str) -> SubtaskRecord:
+    """Subtask ``subtask_id`` of ``manifest`` (run ``label``); one clear error when the
+    plan has none of that id."""
+    record = manifest.subtask(subtask_id)
     if record is None:
-        raise InvalidInputError(f"run {handle.label} has no subtask {subtask_id!r}")
+        raise InvalidInputError(f"run {label} has no subtask {subtask_id!r}")
     return record
 
 
