@@ -26,7 +26,6 @@ import asyncio
 import os
 import re
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import httpx  # noqa: E402
 from _procstats import KINDS, Sampler, top, wait_quiet  # noqa: E402
 
-from devstack import DevStack, parse_database, stack_processes  # noqa: E402
+from devstack import DevStack, free_port, parse_database, stack_processes  # noqa: E402
 
 DEPLOYMENT = "pipeline/pipeline"
 RETRY_503 = re.compile(rb"\b503\b")
@@ -61,12 +60,6 @@ class Batch:
     cpu: dict[str, float]
     peak_pss_mb: float
     status_503: int
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def set_latency(model_url: str, seconds: float) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,15 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from devstack import free_port
+
 TARGET_SECONDS = 60.0
 CLI = [str(Path(sys.executable).parent / "orchestrator")]  # the console script
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def one_round(database: str) -> float:
