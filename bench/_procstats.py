@@ -27,12 +27,25 @@ CODEX = "codex"
 AGENT_COMMANDS = "agents' commands"
 RUN_COMMANDS = "run's own commands (git)"
 SERVICES = "dev services (vault, runs api, replay)"
+FORKSERVER = "fork server (its own, idle)"
 DATABASE = "database"
 OTHER = "other"
-KINDS = (FLOW_RUN, SERVER, WORKER, CODEX, AGENT_COMMANDS, RUN_COMMANDS, DATABASE, SERVICES, OTHER)
+KINDS = (
+    FLOW_RUN,
+    SERVER,
+    WORKER,
+    CODEX,
+    AGENT_COMMANDS,
+    RUN_COMMANDS,
+    DATABASE,
+    SERVICES,
+    FORKSERVER,
+    OTHER,
+)
 
 CHILD_KIND = {
     WORKER: FLOW_RUN,
+    FORKSERVER: FLOW_RUN,
     FLOW_RUN: RUN_COMMANDS,
     CODEX: AGENT_COMMANDS,
     AGENT_COMMANDS: AGENT_COMMANDS,
@@ -71,6 +84,11 @@ def _stat(pid: int) -> tuple[str, int, int, int, int] | None:
     return comm, ppid, own, children, int(fields[19])
 
 
+def _comm(pid: int) -> str:
+    stat = _stat(pid)
+    return stat[0] if stat else ""
+
+
 def _cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
@@ -79,12 +97,24 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+FLOW_RUN_MARKS = (
+    "prefect.engine",
+    "_workspace_supervisor",
+    "_workspace_runtime",
+    "flows.forkrun",  # the worker's child, standing in for a forked flow run
+)
+FORKED_COMM = "prefect-flowrun"
+"""The name (``comm``) of a fork server's child, which keeps the server's command line."""
+
+
 def classify(comm: str, cmdline: str, parent_kind: str | None) -> str:
     """The kind of a process, from its command line and its parent's kind."""
     if parent_kind in (CODEX, AGENT_COMMANDS):
         return AGENT_COMMANDS
-    if any(m in cmdline for m in ("prefect.engine", "_workspace_supervisor", "_workspace_runtime")):
+    if any(m in cmdline for m in FLOW_RUN_MARKS) or comm == FORKED_COMM:
         return FLOW_RUN
+    if "flows.forkserver" in cmdline:
+        return FLOW_RUN if parent_kind == FORKSERVER else FORKSERVER
     if "worker start" in cmdline:
         return WORKER
     if "prefect" in cmdline and ("server" in cmdline or "uvicorn" in cmdline):
@@ -209,7 +239,7 @@ def wait_quiet(members: Callable[[], Mapping[int, int]], *, timeout: float = 120
     """Wait until no flow-run process of an earlier batch is left (bounded); True if none."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not any(FLOW_RUN == classify("", _cmdline(pid), None) for pid in members()):
+        if not any(FLOW_RUN == classify(_comm(pid), _cmdline(pid), None) for pid in members()):
             return True
         time.sleep(0.5)
     return False

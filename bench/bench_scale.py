@@ -26,6 +26,7 @@ import asyncio
 import os
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -165,6 +166,19 @@ def bare_cpu(model_url: str, folder: Path) -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def median_batch(rounds: list[Batch]) -> Batch:
+    """One batch size's rounds as one: medians of times, sizes and CPU; totals of counts."""
+    return Batch(
+        rounds[0].size,
+        statistics.median(b.wall for b in rounds),
+        sum(b.ok for b in rounds),
+        sum(b.failed for b in rounds),
+        {kind: statistics.median(b.cpu.get(kind, 0.0) for b in rounds) for kind in KINDS},
+        statistics.median(b.peak_pss_mb for b in rounds),
+        sum(b.status_503 for b in rounds),
+    )
+
+
 def report(batches: list[Batch], bare: float | None) -> None:
     base = batches[0].wall if batches else 1.0
     print()
@@ -193,6 +207,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900, help="bound per batch (s)")
     parser.add_argument("--bare", action="store_true", help="also measure the bare script's CPU")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the sizes this many times on one stack; print each and the medians",
+    )
+    parser.add_argument(
         "--database",
         default="sqlite",
         help="the Prefect server's: sqlite, postgres (a cluster of its own) or a URL",
@@ -219,12 +239,19 @@ def main() -> None:
             run_batch(stack, 1, args.timeout)  # warm-up: page cache, database, first imports
             bare = bare_cpu(stack.info.model_url, folder) if args.bare else None
             batches = []
-            for size in sizes:
-                batches.append(run_batch(stack, size, args.timeout))
-                done = batches[-1]
-                cpu = sum(done.cpu.values())
-                print(f"N={size}: {done.wall:.1f} s, {done.ok}/{size} ok, {cpu:.2f} CPU-s/run")
+            for round_ in range(1, args.rounds + 1):
+                for size in sizes:
+                    batches.append(run_batch(stack, size, args.timeout))
+                    done = batches[-1]
+                    cpu = sum(done.cpu.values())
+                    print(
+                        f"round {round_} N={size}: {done.wall:.1f} s, {done.ok}/{size} ok, "
+                        f"{cpu:.2f} CPU-s/run; load {os.getloadavg()[0]:.1f}"
+                    )
         report(batches, bare)
+        if args.rounds > 1:
+            print(f"\nmedians of {args.rounds} rounds (ok, fail, 503s: totals; CPU by kind):")
+            report([median_batch([b for b in batches if b.size == n]) for n in sizes], None)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ SIGINT and SIGTERM (:func:`stop_signals`).
 from ._admission import default_max_runs
 from ._database import SQLITE, Database, parse_database, url_has_password
 from ._foreground import StopRequest, stop_signals
+from ._forkserver import forkserver_socket
 from ._parts import (
     RealModel,
     Starting,
@@ -101,6 +102,7 @@ __all__ = [
     "examples_dir",
     "find_project_dir",
     "fixture_set",
+    "forkserver_socket",
     "free_port",
     "model_key_warning",
     "nightly_schedule",

@@ -87,6 +87,7 @@ from ._fanout import (
     spawn_subtask_workers,
     worker_queue,
 )
+from ._forkserver import forkserver_environ, spawn_forkserver
 from ._parts import (
     ENV,
     RealModel,
@@ -108,6 +109,7 @@ from ._prefect import (
     create_work_pool,
     deploy,
     nightly_schedule,
+    prefect_environ,
     save_blocks,
     save_notify_block,
     spawn_prefect_server,
@@ -349,7 +351,8 @@ class DevStack(Stoppable):
         return deployments, self.pool
 
     def _spawn_workers(self, api_url: str, project_dir: Path, repo: Path) -> list[Starting]:
-        """The main worker and, with ``workers``, the subtask workers it fans out to."""
+        """The fork server, the main worker (whose flow runs it forks) and, with
+        ``workers``, the subtask workers it fans out to."""
         fanout: dict[str, str] = {}
         subtask_workers: list[Starting] = []
         if self.workers:
@@ -365,12 +368,17 @@ class DevStack(Stoppable):
                 count=self.workers,
                 results=results,
             )
+        forkserver = spawn_forkserver(
+            self.state_dir,
+            env=prefect_environ(self.state_dir, api_url=api_url),
+            project_dir=project_dir,
+        )
         main = spawn_worker(
             self.state_dir,
             api_url=api_url,
             home=self.home,
             project_dir=project_dir,
             pool=self.pool,
-            environ=fanout,
+            environ={**fanout, **forkserver_environ(self.state_dir)},
         )
-        return [main, *subtask_workers]
+        return [forkserver, main, *subtask_workers]

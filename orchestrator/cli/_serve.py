@@ -185,6 +185,7 @@ def _print_info(info: StackInfo) -> None:
         ("Prefect API", f"{info.api_url}   (export PREFECT_API_URL={info.api_url})"),
         ("database", info.database),
         ("work pool", f"{info.work_pool} (process), worker online, {_limit(info)}"),
+        ("flow runs", _flow_runs(info)),
         ("subtasks", _subtask_workers(info)),
         ("deployments", ", ".join(info.deployments)),
         ("nightly", info.nightly_schedule or "(no schedule)"),
@@ -201,6 +202,12 @@ def _print_info(info: StackInfo) -> None:
     _say(f"  PREFECT_API_URL={info.api_url} prefect deployment run pipeline/pipeline")
     _say(f"Prefect UI: {info.ui_url}")
     _say("Stop everything with: make stop")
+
+
+def _flow_runs(info: StackInfo) -> str:
+    from devstack import forkserver_socket
+
+    return f"forked from the fork server at {forkserver_socket(info.state_dir)}"
 
 
 def _subtask_workers(info: StackInfo) -> str:

@@ -16,12 +16,10 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
 from uuid import UUID
 
 import pytest
@@ -57,6 +55,7 @@ from orchestrator.gitops import git
 from orchestrator.literal import md_text
 from orchestrator.supervisor import snapshot
 from schemas import RunManifest, RunStatus, utc_now
+from tests.helpers.waiting import wait_for
 
 from .conftest import CLI, SUBTASK_WORKERS, Served, orchestrator
 from .helpers import EXAMPLES, manifests, prefect_client
@@ -65,7 +64,6 @@ pytestmark = pytest.mark.integration
 
 RUN_TIMEOUT = 300
 CRASH_DEADLINE = MIN_CRASH_AFTER_SECONDS + 30 + 60  # window + a heartbeat + a busy machine
-T = TypeVar("T")
 TASK = EXAMPLES / "tasks" / "add-word-stats.yaml"
 
 
@@ -376,15 +374,6 @@ def restart_subtask_worker(served: Served, index: int) -> Starting:
 def service_pid(served: Served, name: str) -> int:
     (record,) = [s for s in read_stack(served.state_dir).services if s.name == name]
     return record.pid
-
-
-def wait_for(probe: Callable[[], T | None], timeout: float = 120, *, every: float = 0.1) -> T:
-    """``probe()`` once it is not None, polled every ``every`` s for at most ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while (found := probe()) is None:
-        assert time.monotonic() < deadline, f"nothing after {timeout} s"
-        time.sleep(every)
-    return found
 
 
 def subtask_runs(client: SyncPrefectClient, deployment_id: UUID, run_id: str) -> list[FlowRun]:

@@ -30,11 +30,13 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.states import Cancelling
 
 from devstack import read_secret_id, read_stack, stack_processes
 from flows.heartbeats import AUTOMATION_NAME
 from orchestrator.prefect_retries import PREFECT_CLIENT_RETRY_DEFAULTS
 from schemas import RunStatus, schema_errors
+from tests.helpers.waiting import wait_for
 
 from .conftest import USER_JITTER, Served, orchestrator, pool_limit
 from .helpers import (
@@ -73,6 +75,8 @@ def test_serve_is_ready_and_says_where_everything_is(served: Served) -> None:
     workers = httpx.post(f"{served.api_url}/work_pools/local/workers/filter", json={}, timeout=10)
     assert [w["status"] for w in workers.json()] == ["ONLINE"]
     assert f"Prefect UI: {served.info.ui_url}" in served.output
+    socket = served.state_dir / "forkserver" / "socket"
+    assert f"  flow runs    forked from the fork server at {socket}\n" in served.output
     assert sorted(served.info.deployments) == DEPLOYMENTS
 
 
@@ -104,6 +108,9 @@ def test_the_worker_secret_is_only_in_its_0600_file_and_environments(served: Ser
         with contextlib.suppress(OSError):
             assert secret_id.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
     assert secret_id not in (served.state_dir / "stack.json").read_text()
+    # The fork server imports Prefect without it; its children get it from their client.
+    [forkserver] = [s for s in read_stack(served.state_dir).services if s.name == "forkserver"]
+    assert secret_id.encode() not in Path(f"/proc/{forkserver.pid}/environ").read_bytes()
     assert secret_id not in "".join(
         log.read_text() for log in (served.state_dir / "logs").iterdir()
     )
@@ -158,6 +165,10 @@ def test_pipeline_deployment_runs_a_task_to_a_valid_manifest(served: Served) -> 
     assert manifest.sync is not None and manifest.sync.state.value == "synced"
     assert schema_errors("run-manifest", json.loads(path.read_text())) is None
     assert final.name == f"{manifest.task_id}/{manifest.run_id}"
+    # Forked from the fork server, not a new interpreter (docs/deployments.md, "Costs").
+    log = served.state_dir / "logs" / "forkserver.log"
+    ended = re.compile(rf"flow run {flow_run.id}: pid \d+ ended \(exit 0\)")
+    assert wait_for(lambda: ended.search(log.read_text()), timeout=60)
 
 
 QUEUED = 5
@@ -266,6 +277,28 @@ def test_a_deployed_run_paused_at_the_plan_gate_is_approved_from_another_process
     plan = manifest.approval("plan")
     assert plan is not None
     assert (plan.decision.value, plan.approver, plan.channel.value) == ("approve", "Grace", "cli")
+
+
+def test_a_deployed_run_cancelled_while_it_waits_ends_cancelled_and_its_process_goes(
+    served: Served, tmp_path: Path
+) -> None:
+    """Cancel from the UI (Cancelling, as its button sets): the worker signals its flow-run
+    command, which passes it to the forked child; Prefect's engine ends the run Cancelled."""
+    task = approval_task(tmp_path)
+    log = served.state_dir / "logs" / "forkserver.log"
+    with prefect_client(served.api_url) as client:
+        flow_run = trigger(
+            client, "pipeline/pipeline", task_file=str(task), repo=str(served.info.sample_repo)
+        )
+        wait_paused(client, flow_run.id)
+        forked = re.search(rf"flow run {flow_run.id}: pid (\d+)\n", log.read_text())
+        assert forked, "the run was not forked"
+        client.set_flow_run_state(flow_run.id, Cancelling(), force=True)
+        final = wait_final(client, flow_run.id)
+    assert final.state is not None and final.state.type is StateType.CANCELLED, final.state
+    pid = forked.group(1)
+    assert wait_for(lambda: f"pid {pid} ended" in log.read_text() or None, timeout=60)
+    assert not Path(f"/proc/{pid}").exists()
 
 
 def wait_paused(client: SyncPrefectClient, flow_run_id: UUID, *, timeout: float = 120) -> None:
