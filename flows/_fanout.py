@@ -34,8 +34,8 @@ from agents.steps import subtask_done
 from orchestrator.exceptions import InvalidInputError, SubtaskRunError
 from schemas import SubtaskBuild, SubtaskJob
 
+from ._budget_gate import enforce_budget
 from ._runtime import PhaseRuntime, run_logger
-from .gates import enforce_budget
 
 BUILDERS_LIMIT = "codex-builders"
 POLL_SECONDS = 1.0
