@@ -23,7 +23,6 @@ import asyncio
 import itertools
 from uuid import UUID
 
-import anyio
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.concurrency.asyncio import concurrency
@@ -34,8 +33,9 @@ from agents.steps import subtask_done
 from orchestrator.exceptions import InvalidInputError, SubtaskRunError
 from schemas import SubtaskBuild, SubtaskJob
 
+from ._budget_gate import enforce_budget
+from ._polling import poll_final
 from ._runtime import PhaseRuntime, run_logger
-from .gates import enforce_budget
 
 BUILDERS_LIMIT = "codex-builders"
 POLL_SECONDS = 1.0
@@ -163,8 +163,10 @@ def _ended_badly(run: FlowRun) -> bool:
 
 
 async def _wait_final(client: PrefectClient, flow_run_id: UUID) -> FlowRun:
-    while True:
-        run = await client.read_flow_run(flow_run_id)
-        if run.state is not None and run.state.is_final():
-            return run
-        await anyio.sleep(POLL_SECONDS)
+    """The flow run, read until it is final: no deadline (a build takes what it takes)."""
+
+    async def read(flow_run_ids: set[UUID]) -> list[FlowRun]:
+        return [await client.read_flow_run(i) for i in flow_run_ids]
+
+    final = await poll_final(read, [flow_run_id], poll_seconds=POLL_SECONDS)
+    return final[flow_run_id]

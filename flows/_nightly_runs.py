@@ -20,9 +20,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from uuid import UUID
 
-import anyio
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
     DeploymentFilter,
@@ -40,6 +40,7 @@ from prefect.exceptions import ObjectNotFound
 
 from schemas import check_safe_id
 
+from ._polling import poll_final
 from .ui_links import flow_run_url
 
 PIPELINE_DEPLOYMENT = "pipeline/pipeline"
@@ -132,17 +133,13 @@ async def wait_final(
     Returns the last read of each (still going when the time ran out); ``on_final`` is
     called once per run as it is seen final.
     """
-    pending, last = set(flow_run_ids), dict[UUID, FlowRun]()
-    with anyio.move_on_after(within):
-        while pending:
-            for run in await _read(client, pending):
-                last[run.id] = run
-                if run.state is not None and run.state.is_final():
-                    pending.discard(run.id)
-                    on_final(run)
-            if pending:
-                await anyio.sleep(poll_seconds)
-    return last
+    return await poll_final(
+        partial(_read, client),
+        flow_run_ids,
+        poll_seconds=poll_seconds,
+        within=within,
+        on_final=on_final,
+    )
 
 
 async def _read(client: PrefectClient, ids: set[UUID]) -> list[FlowRun]:

@@ -56,7 +56,8 @@ from schemas import (
     StepStatus,
 )
 
-from .gates import CommandEscalation, enforce_budget
+from ._budget_gate import enforce_budget
+from .gates import CommandEscalation
 
 DEFAULT_BLOCK = "default"
 
@@ -352,10 +353,10 @@ async def call_agent(
 
     The agent's progress (commands, exit codes, patches) goes to the task run's log. The
     run's budget is checked before the call and again after it, with its usage recorded:
-    a limit reached pauses at a budget gate (:func:`flows.gates.enforce_budget`). During
-    the call its token events are checked against what is left (:class:`TurnWatch`): a
-    call that reaches it is interrupted and recorded so, the gate opens, and once a
-    person raised the budget the step is done again.
+    a limit reached pauses at a budget gate (:func:`flows._budget_gate.enforce_budget`).
+    During the call its token events are checked against what is left
+    (:class:`TurnWatch`): a call that reaches it is interrupted and recorded so, the gate
+    opens, and once a person raised the budget the step is done again.
     """
     logger = run_logger()
     while True:

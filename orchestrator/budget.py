@@ -1,7 +1,7 @@
 """Budgets: the limits in force for a run, which of them its usage has reached, and raising.
 
 Plain functions over manifests; the budget gate itself (a pause for a person) is
-``flows.gates.budget_gate``. Usage counts what the manifest records of its steps
+``flows._budget_gate.enforce_budget``. Usage counts what the manifest records of its steps
 (:class:`schemas.UsageTotals`): a call is counted once its step is recorded done. Wall
 time is the run's age without the time it waited for a person (:func:`wall_seconds`).
 Daily limits count every run of the task in its environment started the run's UTC day

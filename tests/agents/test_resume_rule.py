@@ -1,4 +1,4 @@
-"""The resume rule of ``agents/steps.py`` and ``orchestrator/lifecycle.py``, against an
+"""The resume rule of ``agents/steps.py`` and ``orchestrator/step_records.py``, against an
 in-memory codex (no process, no model): which steps a resumed run skips, which it redoes.
 
 - a step recorded ``succeeded`` whose output artifact still has its sha256 is skipped

@@ -1,4 +1,5 @@
-"""A run's bookkeeping in ``orchestrator/lifecycle.py``: start, resume, steps, the resume rule.
+"""A run's bookkeeping in ``orchestrator/lifecycle.py`` and ``step_records.py``: start,
+resume, steps, the resume rule.
 
 Plain core functions over a run store in a temporary folder; no codex, no Prefect.
 (``tests/agents/test_resume_rule.py`` drives the same rule through the agent steps.)
