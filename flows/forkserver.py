@@ -119,12 +119,13 @@ class ForkServer:
     _selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
 
     def serve(self) -> Request:
-        """Accept requests until SIGTERM/SIGINT (then ``SystemExit(0)``).
-
-        Raises:
-            OSError: the socket cannot be bound (another server listens there).
-        """
-        listener = _bind(self.path)
+        """Accept requests until SIGTERM/SIGINT (then ``SystemExit(0)``); ``SystemExit(2)``
+        at once when the socket cannot be bound (another server listens there)."""
+        try:
+            listener = _bind(self.path)
+        except OSError as exc:
+            _log(f"cannot listen on {self.path}: {exc.strerror}")
+            raise SystemExit(2) from None
         wakeup_read, wakeup_write = socket.socketpair()
         wakeup_write.setblocking(False)
         signal.set_wakeup_fd(wakeup_write.fileno())

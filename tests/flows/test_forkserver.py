@@ -165,6 +165,21 @@ def test_a_stopping_server_terminates_its_children_and_removes_its_socket(
     assert not server.socket.exists()
 
 
+def test_a_second_server_on_the_same_socket_says_so_and_the_first_serves_on(
+    server: Server, tmp_path: Path
+) -> None:
+    command = [sys.executable, "-m", "flows.forkserver", "--socket", str(server.socket)]
+    second = subprocess.run(
+        [*command, "--preload", "json"], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert second.returncode == 2
+    assert second.stderr.endswith(f"cannot listen on {server.socket}: Address already in use\n")
+    out = tmp_path / "report.json"
+    done = client(server, str(out), "exit", "0", cwd=tmp_path)
+    done.communicate(timeout=TIMEOUT)
+    assert done.returncode == 0 and out.exists()
+
+
 def test_the_socket_is_its_users_only_and_a_bad_request_changes_nothing(
     server: Server, tmp_path: Path
 ) -> None:
