@@ -18,7 +18,7 @@ from ._records import state_folder
 FORKSERVER_SOCKET = "forkserver/socket"
 """Under the state folder; its folder is 0700, the socket 0600."""
 FORKSERVER_TIMEOUT = 60.0
-"""Its imports take ~2.5 CPU-s; on a busy machine, more."""
+"""Its imports take ~2.2 CPU-s; on a busy machine, more."""
 
 
 def forkserver_socket(state_dir: Path) -> Path:

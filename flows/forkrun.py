@@ -101,19 +101,27 @@ def _forward(connection: socket.socket, signum: int) -> None:
 
 
 def _answer(connection: socket.socket) -> tuple[int, int]:
-    data = b""
-    while len(data) < STATUS.size:
-        chunk = connection.recv(STATUS.size - len(data))
-        if not chunk:
-            print(
-                "forkrun: the fork server went away before the flow run ended",
-                file=sys.stderr,
-                flush=True,
-            )
-            raise SystemExit(1)
-        data += chunk
+    data = recv_exactly(connection, STATUS.size)
+    if data is None:
+        print(
+            "forkrun: the fork server went away before the flow run ended",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(1)
     kind, value = STATUS.unpack(data)
     return kind, value
+
+
+def recv_exactly(connection: socket.socket, size: int) -> bytes | None:
+    """``size`` bytes from ``connection``; ``None`` if it ends before."""
+    data = b""
+    while len(data) < size:
+        chunk = connection.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
 
 
 def _end_as(status: int) -> NoReturn:

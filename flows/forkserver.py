@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flows.forkrun import ENDED, ENGINE, FORKED, HEADER, REFUSED, STATUS
+from flows.forkrun import ENDED, ENGINE, FORKED, HEADER, REFUSED, STATUS, recv_exactly
 
 PRELOAD = (
     "prefect.engine",
@@ -48,7 +48,8 @@ PRELOAD = (
     "fastapi",  # Prefect's parameter serialisation imports it on a subflow's first call
 )
 """What every flow run of this project imports before (or soon after) its flow starts."""
-READY = "forkserver: ready on "
+READY = "ready on "
+"""The server's line once it listens (``forkserver: ready on PATH (pid N)``)."""
 GRACE_SECONDS = 10.0
 REQUEST_TIMEOUT = 10.0
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
@@ -168,7 +169,7 @@ class ForkServer:
             return None
         if request.prefix != sys.prefix:
             _log(f"flow run {request.flow_run}: refused, its client runs from {request.prefix}")
-            _close_fds(request)
+            _close_fds(request.fds)
             with contextlib.suppress(OSError):
                 _send(connection, REFUSED, 0)
             connection.close()
@@ -188,7 +189,7 @@ class ForkServer:
                 child.connection.close()
             connection.close()
             return request
-        _close_fds(request)
+        _close_fds(request.fds)
         child = Child(pid, connection, request.flow_run)
         self.children[pid] = child
         self._selector.register(connection, selectors.EVENT_READ, child)
@@ -252,8 +253,8 @@ class ForkServer:
                 self._report(ended, status)
 
 
-def _close_fds(request: Request) -> None:
-    for fd in request.fds:
+def _close_fds(fds: list[int]) -> None:
+    for fd in fds:
         os.close(fd)
 
 
@@ -295,18 +296,14 @@ def _receive(connection: socket.socket) -> Request:
             raise BadRequest(f"a request of {length} bytes")
         return Request.parse(_read(connection, length), fds)
     except BaseException:
-        for fd in fds:
-            os.close(fd)
+        _close_fds(fds)
         raise
 
 
 def _read(connection: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = connection.recv(size - len(data))
-        if not chunk:
-            raise BadRequest("the client hung up mid-request")
-        data += chunk
+    data = recv_exactly(connection, size)
+    if data is None:
+        raise BadRequest("the client hung up mid-request")
     return data
 
 
@@ -325,11 +322,7 @@ def _ending(code: int) -> str:
 
 
 def _log(message: str) -> None:
-    print(
-        f"forkserver: {message}" if not message.startswith(READY) else message,
-        file=sys.stderr,
-        flush=True,
-    )
+    print(f"forkserver: {message}", file=sys.stderr, flush=True)
 
 
 def become_flow_run(request: Request, *, server: int, module: str = ENGINE) -> None:

@@ -65,7 +65,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 
 def client(
-    server: Server | None,
+    socket_path: Path | None,
     *args: str,
     cwd: Path,
     python: str = sys.executable,
@@ -74,8 +74,8 @@ def client(
     env = {k: v for k, v in os.environ.items() if k != SOCKET_ENV}
     env["FORKCHILD_VALUE"] = "from the client"
     env["PYTHONPATH"] = str(ROOT)  # for an interpreter of another environment
-    if server is not None:
-        env[SOCKET_ENV] = str(server.socket)
+    if socket_path is not None:
+        env[SOCKET_ENV] = str(socket_path)
     return subprocess.Popen(
         [python, "-m", "flows.forkrun", *args],
         cwd=cwd,
@@ -111,7 +111,7 @@ def test_a_child_takes_over_the_clients_environment_folder_arguments_and_streams
     server: Server, tmp_path: Path
 ) -> None:
     out = tmp_path / "report.json"
-    done = client(server, str(out), "exit", "7", cwd=tmp_path, umask=0o027)
+    done = client(server.socket, str(out), "exit", "7", cwd=tmp_path, umask=0o027)
     stdout, stderr = done.communicate(timeout=TIMEOUT)
     assert done.returncode == 7
     assert stdout == "child stdout\n" and stderr == "child stderr\n"
@@ -127,14 +127,14 @@ def test_a_child_takes_over_the_clients_environment_folder_arguments_and_streams
 def test_a_child_killed_by_a_signal_ends_its_client_by_the_same_signal(
     server: Server, tmp_path: Path
 ) -> None:
-    done = client(server, str(tmp_path / "report.json"), "kill", cwd=tmp_path)
+    done = client(server.socket, str(tmp_path / "report.json"), "kill", cwd=tmp_path)
     done.communicate(timeout=TIMEOUT)
     assert done.returncode == -signal.SIGKILL
 
 
 def test_sigterm_to_the_client_reaches_the_child(server: Server, tmp_path: Path) -> None:
     out = tmp_path / "report.json"
-    running = client(server, str(out), "wait", cwd=tmp_path)
+    running = client(server.socket, str(out), "wait", cwd=tmp_path)
     report(out)
     running.send_signal(signal.SIGTERM)
     running.communicate(timeout=TIMEOUT)
@@ -144,7 +144,7 @@ def test_sigterm_to_the_client_reaches_the_child(server: Server, tmp_path: Path)
 
 def test_a_killed_client_takes_its_child_along(server: Server, tmp_path: Path) -> None:
     out = tmp_path / "report.json"
-    running = client(server, str(out), "wait", cwd=tmp_path)
+    running = client(server.socket, str(out), "wait", cwd=tmp_path)
     pid = int(report(out)["pid"])  # type: ignore[call-overload]
     running.kill()
     running.communicate(timeout=TIMEOUT)
@@ -156,7 +156,7 @@ def test_a_stopping_server_terminates_its_children_and_removes_its_socket(
     server: Server, tmp_path: Path
 ) -> None:
     out = tmp_path / "report.json"
-    running = client(server, str(out), "wait", cwd=tmp_path)
+    running = client(server.socket, str(out), "wait", cwd=tmp_path)
     report(out)
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=TIMEOUT) == 0
@@ -175,7 +175,7 @@ def test_a_second_server_on_the_same_socket_says_so_and_the_first_serves_on(
     assert second.returncode == 2
     assert second.stderr.endswith(f"cannot listen on {server.socket}: Address already in use\n")
     out = tmp_path / "report.json"
-    done = client(server, str(out), "exit", "0", cwd=tmp_path)
+    done = client(server.socket, str(out), "exit", "0", cwd=tmp_path)
     done.communicate(timeout=TIMEOUT)
     assert done.returncode == 0 and out.exists()
 
@@ -191,7 +191,7 @@ def test_the_socket_is_its_users_only_and_a_bad_request_changes_nothing(
         assert raw.recv(8) == b""  # dropped
     assert "refused a request: expected 3 standard streams, got 0" in server.text()
     out = tmp_path / "report.json"
-    done = client(server, str(out), "exit", "0", cwd=tmp_path)
+    done = client(server.socket, str(out), "exit", "0", cwd=tmp_path)
     done.communicate(timeout=TIMEOUT)
     assert done.returncode == 0 and report(out)["argv"] == [str(out), "exit", "0"]
 
@@ -202,7 +202,9 @@ def test_a_client_of_another_python_environment_is_refused_and_runs_the_engine_i
     """The server's children run the code it imported: a worker of another environment
     (another version of the project) must not get it."""
     other = str(Path(sys.base_prefix) / "bin" / "python3")
-    done = client(server, str(tmp_path / "report.json"), "exit", "0", cwd=tmp_path, python=other)
+    done = client(
+        server.socket, str(tmp_path / "report.json"), "exit", "0", cwd=tmp_path, python=other
+    )
     _, stderr = done.communicate(timeout=TIMEOUT)
     assert f"fork server {server.socket} refused the flow run" in stderr
     assert "No module named 'prefect'" in stderr  # that environment's own engine ran
@@ -218,9 +220,9 @@ def test_without_a_server_the_client_is_prefect_engine_itself(tmp_path: Path) ->
 
 
 def test_an_unreachable_server_is_said_and_the_engine_runs_here(tmp_path: Path) -> None:
-    missing = Server(None, tmp_path / "no-such-socket", tmp_path / "log")  # type: ignore[arg-type]
+    missing = tmp_path / "no-such-socket"
     done = client(missing, "not-a-flow-run-id", cwd=tmp_path)
     _, stderr = done.communicate(timeout=TIMEOUT)
     assert done.returncode == 1
-    assert f"fork server {missing.socket} unreachable" in stderr
+    assert f"fork server {missing} unreachable" in stderr
     assert "Invalid flow run id" in stderr
