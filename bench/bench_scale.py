@@ -128,25 +128,22 @@ async def start_and_wait(
             try:
                 event = await asyncio.wait_for(anext(events), timeout=wait)
             except TimeoutError:
-                pending -= {f"prefect.flow-run.{i}" for i in await final_ids(client, ids)}
+                pending -= {f"prefect.flow-run.{i}" for i in await final_states(client, ids)}
                 continue
             if event.resource.get("prefect.state-type") in FINAL_TYPES:
                 pending.discard(event.resource.id)
-        runs = await client.read_flow_runs(flow_run_filter=_ids_filter(ids))
-    states = {r.id: r.state.type.value for r in runs if r.state is not None and r.state.is_final()}
+        states = await final_states(client, ids)
     return {i: states.get(i, "TIMED OUT") for i in ids}
 
 
-def _ids_filter(ids: list[UUID]) -> object:
+async def final_states(client: object, ids: list[UUID]) -> dict[UUID, str]:
+    """The state type of each run among ``ids`` that is in a final state now (one read)."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    return FlowRunFilter(id=FlowRunFilterId(any_=ids))
-
-
-async def final_ids(client: object, ids: list[UUID]) -> set[UUID]:
-    """The runs among ``ids`` that are in a final state now (one read)."""
-    runs = await client.read_flow_runs(flow_run_filter=_ids_filter(ids))  # type: ignore[attr-defined]
-    return {r.id for r in runs if r.state is not None and r.state.is_final()}
+    runs = await client.read_flow_runs(  # type: ignore[attr-defined]
+        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids))
+    )
+    return {r.id: r.state.type.value for r in runs if r.state is not None and r.state.is_final()}
 
 
 def bare_cpu(model_url: str, folder: Path) -> float:
